@@ -1,0 +1,1 @@
+"""License-webhook receiver: ingest, verify, normalize, store, dispatch, inspect."""

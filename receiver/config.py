@@ -1,0 +1,298 @@
+"""Settings: a table of name, type, default and help; read from defaults, then the TOML file
+named by ``RECEIVER_CONFIG``, then ``RECEIVER_*`` environment variables, then the mapping
+passed to ``create_app``. Every value is parsed by its declared type and checked at start;
+a bad one raises ``ConfigError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+SOURCES = ("keygen", "licensespring", "fno", "zentitle", "standard", "generic")
+
+MiB = 1024 * 1024
+
+
+def parse_str(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return str(value)
+
+
+def parse_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, got a boolean")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().replace("_", "")
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer, got {value!r}") from None
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+               "mib": MiB, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_size(value: Any) -> int:
+    """Bytes: ``5242880``, ``5MiB``, ``512kb``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", str(value))
+        if not match or match.group(2).lower() not in _SIZE_UNITS:
+            raise ValueError(f"expected a size in bytes such as 5242880 or 5MiB, got {value!r}")
+        size = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if size <= 0:
+        raise ValueError("must be greater than 0")
+    return size
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def parse_list(value: Any) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        return [parse_str(item).strip() for item in value if str(item).strip()]
+    return [item.strip() for item in parse_str(value).split(",") if item.strip()]
+
+
+def choice(*options: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = parse_str(value).strip().lower()
+        if text not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {value!r}")
+        return text
+
+    return parse
+
+
+def optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def parse_optional(value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value.strip() == ""):
+            return None
+        return parse(value)
+
+    return parse_optional
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+
+
+SETTINGS: list[Setting] = [
+    Setting("DATABASE", parse_str, "receiver.db", "SQLite file that holds the history."),
+    Setting("SECRET_KEY", optional(parse_str), None,
+            "Signs session cookies and CSRF tokens; made and kept beside the database when unset."),
+    Setting("MAX_BODY", parse_size, 5 * MiB, "Largest accepted body in bytes (413 above)."),
+    Setting("DISPATCH", choice("background", "sync"), "background",
+            "Run handlers after the response in a worker thread, or before answering (sync)."),
+    Setting("INSPECTOR_TOKEN", optional(parse_str), None,
+            "When set, pages and the JSON API need this Bearer token or a /login session."),
+    Setting("REDELIVER_ALLOW", parse_list, ["localhost", "127.0.0.1", "::1"],
+            "Host names that redeliver and forward may send to (comma-separated)."),
+    Setting("STRICT_ENDPOINTS", parse_bool, False,
+            "Answer 404 for /hooks/<name> when <name> is not configured."),
+    Setting("RETENTION_DAYS", optional(parse_int), None,
+            "Delete deliveries, events and runs older than this many days."),
+]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A named ingest channel, ``POST /hooks/<name>``, from ``[endpoints.<name>]`` in TOML.
+
+    ``source`` fixes the dialect (None: auto-detect). The key material is what ``verify``
+    checks with; every list may hold several entries so keys can rotate without downtime.
+    """
+
+    name: str
+    source: str | None = None
+    url: str | None = None
+    enforce: bool = False
+    public_keys: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()
+    auth: str | None = None
+    username: str | None = None
+    password: str | None = None
+    tokens: tuple[str, ...] = ()
+    allow_ips: tuple[str, ...] = ()
+    signing_key: str | None = None
+    verifier: str | None = None
+    tolerance: int = 300
+    future_skew: int = 60
+    configured: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.public_keys or self.secrets or self.tokens or self.password
+                    or self.allow_ips or self.verifier)
+
+
+def ad_hoc_endpoint(name: str) -> Endpoint:
+    """An unconfigured name: auto-detect, nothing to check with."""
+    return Endpoint(name=name, configured=False)
+
+
+_ENDPOINT_KEYS = {
+    "source", "url", "enforce", "public_key", "public_keys", "secret", "secrets", "auth",
+    "username", "password", "token", "tokens", "allow_ips", "signing_key", "verifier",
+    "tolerance", "future_skew",
+}
+
+
+def _as_tuple(raw: Mapping[str, Any], single: str, plural: str, where: str) -> tuple[str, ...]:
+    values: list[str] = []
+    for key in (single, plural):
+        if key not in raw:
+            continue
+        try:
+            values.extend(parse_list(raw[key]) if key == plural else [parse_str(raw[key])])
+        except ValueError as error:
+            raise ConfigError(f"{where}.{key}: {error}") from None
+    return tuple(values)
+
+
+def parse_endpoint(name: str, raw: Any) -> Endpoint:
+    where = f"endpoints.{name}"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ConfigError(f"{where}: endpoint names may hold letters, digits, '.', '_' and '-'")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a table of settings")
+    unknown = sorted(set(raw) - _ENDPOINT_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown setting "
+                          f"(known: {', '.join(sorted(_ENDPOINT_KEYS))})")
+
+    def get(key: str, parse: Callable[[Any], Any], default: Any = None) -> Any:
+        if key not in raw:
+            return default
+        try:
+            return parse(raw[key])
+        except ValueError as error:
+            raise ConfigError(f"{where}.{key}: {error}") from None
+
+    source = get("source", choice(*SOURCES))
+    auth = get("auth", choice("basic", "bearer", "none"))
+    username = get("username", parse_str)
+    password = get("password", parse_str)
+    tokens = _as_tuple(raw, "token", "tokens", where)
+    if auth == "basic" and (username is None or password is None):
+        raise ConfigError(f"{where}.auth: 'basic' needs username and password")
+    if auth == "bearer" and not tokens:
+        raise ConfigError(f"{where}.auth: 'bearer' needs token (or tokens)")
+    allow_ips = _as_tuple(raw, "allow_ips", "allow_ips", where)
+    for cidr in allow_ips:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"{where}.allow_ips: {cidr!r} is not an IP address or CIDR") from None
+    url = get("url", parse_str)
+    if url is not None and not re.match(r"https?://[^/]+", url):
+        raise ConfigError(f"{where}.url: expected an absolute http(s) URL, got {url!r}")
+    endpoint = Endpoint(
+        name=name,
+        source=source,
+        url=url,
+        public_keys=_as_tuple(raw, "public_key", "public_keys", where),
+        secrets=_as_tuple(raw, "secret", "secrets", where),
+        auth=auth,
+        username=username,
+        password=password,
+        tokens=tokens,
+        allow_ips=tuple(dict.fromkeys(allow_ips)),
+        signing_key=get("signing_key", parse_str),
+        verifier=get("verifier", parse_str),
+        tolerance=get("tolerance", parse_int, 300),
+        future_skew=get("future_skew", parse_int, 60),
+    )
+    enforce = get("enforce", parse_bool, endpoint.has_credentials)
+    return _replace(endpoint, enforce=enforce)
+
+
+def _replace(endpoint: Endpoint, **changes: Any) -> Endpoint:
+    from dataclasses import replace
+
+    return replace(endpoint, **changes)
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"RECEIVER_CONFIG: no such file {path!r}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"RECEIVER_CONFIG: {path} is not valid TOML: {error}") from None
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Resolve every setting; returns a dict for ``app.config`` with ``ENDPOINTS`` included."""
+    environ = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    config_path = overrides.get("CONFIG") or environ.get("RECEIVER_CONFIG")
+    toml: dict[str, Any] = read_toml(str(config_path)) if config_path else {}
+    endpoints_raw = toml.pop("endpoints", {})
+    layers.append(("RECEIVER_CONFIG", {key.upper(): value for key, value in toml.items()}))
+    layers.append(("RECEIVER_", {key[len("RECEIVER_"):]: value for key, value in environ.items()
+                                 if key.startswith("RECEIVER_")}))
+    layers.append(("create_app", overrides))
+
+    known = {setting.name for setting in SETTINGS}
+    resolved: dict[str, Any] = {}
+    for setting in SETTINGS:
+        value, origin = setting.default, None
+        for label, layer in layers:
+            if setting.name in layer:
+                value, origin = layer[setting.name], label
+        if origin is None:
+            resolved[setting.name] = value
+            continue
+        try:
+            resolved[setting.name] = setting.parse(value)
+        except ValueError as error:
+            key = f"RECEIVER_{setting.name}" if origin == "RECEIVER_" else setting.name
+            raise ConfigError(f"{key}: {error}") from None
+    file_keys = set(layers[0][1]) - known
+    if file_keys:
+        raise ConfigError(f"{sorted(file_keys)[0].lower()}: unknown setting in {config_path}")
+
+    if "ENDPOINTS" in overrides:
+        endpoints_raw = overrides["ENDPOINTS"]
+    if isinstance(endpoints_raw, Mapping):
+        resolved["ENDPOINTS"] = {
+            name: value if isinstance(value, Endpoint) else parse_endpoint(name, value)
+            for name, value in endpoints_raw.items()
+        }
+    else:
+        raise ConfigError("endpoints: expected tables such as [endpoints.keygen]")
+    # Flask's own keys (TESTING, SERVER_NAME, ...) pass through untouched.
+    for key, value in overrides.items():
+        if key not in resolved and key != "CONFIG":
+            resolved[key] = value
+    return resolved
