@@ -116,6 +116,19 @@ SETTINGS: list[Setting] = [
             "Answer 404 for /hooks/<name> when <name> is not configured."),
     Setting("RETENTION_DAYS", optional(parse_int), None,
             "Delete deliveries, events and runs older than this many days."),
+    Setting("DISABLED_PLUGINS", parse_list, [],
+            "Entry-point names in receiver.handlers not to load (comma-separated)."),
+    Setting("MAIL_RESET_ENABLED", parse_bool, False,
+            "Mail Keygen password-reset tokens to the user (built-in handler)."),
+    Setting("MAIL_RESET_URL", parse_str, "https://app.example.com/reset?token={token}",
+            "Reset link put in the mail; {token} is replaced by the token."),
+    Setting("MAIL_FROM", parse_str, "receiver@localhost", "Sender address of mails."),
+    Setting("SMTP_HOST", parse_str, "localhost", "SMTP server for mail handlers."),
+    Setting("SMTP_PORT", parse_int, 25, "SMTP port."),
+    Setting("SMTP_USER", optional(parse_str), None, "SMTP login user (none: no login)."),
+    Setting("SMTP_PASSWORD", optional(parse_str), None, "SMTP login password."),
+    Setting("SMTP_STARTTLS", parse_bool, False, "Use STARTTLS before logging in."),
+    Setting("SMTP_TIMEOUT", parse_int, 10, "Seconds before an SMTP connection gives up."),
 ]
 
 
