@@ -47,3 +47,9 @@ class StorageUnavailable(ReceiverError):
 
 class ConfigError(Exception):
     """A setting is wrong; the message names the key. Stops the start."""
+
+
+class Forbidden(ReceiverError):
+    """The action is not allowed here (a redeliver URL outside ``REDELIVER_ALLOW``)."""
+
+    status = 403

@@ -1,0 +1,87 @@
+"""Helpers the dialect modules share: JSON parsing with clear errors, times, ids."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+from ..errors import BadRequest
+from ..events import Delivery, format_time
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a body as UTF-8 JSON, raising ``BadRequest`` with a sentence that names the
+    problem (position, encoding, nesting) rather than a stack trace."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise BadRequest(
+            f"body is not valid UTF-8 (byte 0x{body[error.start]:02x} at position "
+            f"{error.start}); JSON webhooks must be UTF-8"
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BadRequest(
+            f"body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    except RecursionError:
+        raise BadRequest("body is not acceptable JSON: nested too deeply") from None
+    except ValueError as error:  # e.g. an integer with more digits than Python allows
+        raise BadRequest(f"body is not acceptable JSON: {error}") from None
+
+
+def body_hash_id(delivery: Delivery) -> str:
+    """Idempotency key for senders that give none: the hash of the exact bytes."""
+    return "sha256:" + hashlib.sha256(delivery.body).hexdigest()
+
+
+def as_text(value: Any) -> str | None:
+    """Ids and names as strings (ints become strings); empty and non-scalars are None."""
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    text = str(value)
+    return text if text != "" else None
+
+
+def first_segment(event_type: str) -> str | None:
+    head = event_type.split(".", 1)[0]
+    return head or None
+
+
+def iso_time(value: Any) -> str | None:
+    """An ISO 8601 string or epoch seconds as our time format; None when it is neither."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return epoch_time(value)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return epoch_time(int(text))
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return format_time(moment)
+
+
+def epoch_time(seconds: float) -> str | None:
+    try:
+        return format_time(dt.datetime.fromtimestamp(seconds, dt.UTC))
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def dig(document: Any, *path: str) -> Any:
+    """``document[path[0]][path[1]]...`` or None when any step is missing or not a dict."""
+    for key in path:
+        if not isinstance(document, dict):
+            return None
+        document = document.get(key)
+    return document

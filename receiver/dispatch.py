@@ -1,0 +1,158 @@
+"""Run handlers after the event is committed, and make sure every event is run once.
+
+An event is stored ``pending``. A worker claims it with a lease (``store.claim_pending``),
+runs the handlers, records the runs and settles the status. If the worker dies mid-dispatch
+(SIGKILL, crash) the lease runs out and any worker's sweep claims it again, so nothing
+waits for a restart and no two workers run the same event at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from . import signals
+from .errors import BadRequest
+from .events import Event
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 45.0
+SWEEP_SECONDS = 5.0
+
+
+def run_event(store: Store, settings: Mapping[str, Any], event: Event, *, owner: str,
+              trigger: str = "delivery",
+              names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Run the event's handlers (or only ``names``), record each run, settle the status."""
+    handlers = signals.handlers_for(event, settings)
+    if names is not None:
+        known = {handler.name for handler in handlers}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise BadRequest(f"no handler named {unknown[0]!r} runs for this event "
+                             f"(handlers: {', '.join(sorted(known)) or 'none'})")
+        handlers = [handler for handler in handlers if handler.name in names]
+    runs = signals.run_handlers(event, handlers, settings=settings, trigger=trigger)
+    return store.record_runs(event.id, [dataclasses.asdict(run) for run in runs],
+                             trigger=trigger, owner=owner)
+
+
+def replay(store: Store, settings: Mapping[str, Any], event_id: int, *,
+           only_failed: bool = False, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Re-run handlers on a stored event: all, the named ones, or those whose last run failed."""
+    event = store.get_event(event_id)
+    if only_failed:
+        failed = [name for name, run in store.latest_runs(event_id).items()
+                  if run["status"] == "error"]
+        names = [name for name in failed if names is None or name in names]
+        if not names:
+            return []
+    return run_event(store, settings, event, owner="replay", trigger="replay", names=names)
+
+
+class Dispatcher:
+    """Per-process dispatch: sync (before answering) or a background thread."""
+
+    def __init__(self, store: Store, settings: Mapping[str, Any]) -> None:
+        self.store = store
+        self.settings = settings
+        self.mode = settings.get("DISPATCH", "background")
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._queue: queue.Queue[int | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def submit(self, event_id: int) -> None:
+        """Hand a freshly committed event over; in sync mode it runs now."""
+        if self.mode == "sync":
+            self.dispatch(event_id)
+            return
+        self._ensure_thread()
+        self._queue.put(event_id)
+
+    def dispatch(self, event_id: int | None = None, limit: int = 20) -> int:
+        """Claim and run pending events (one, or a sweep); returns how many ran."""
+        events = self.store.claim_pending(self.owner, lease_seconds=LEASE_SECONDS,
+                                          limit=limit, event_id=event_id)
+        for event in events:
+            try:
+                run_event(self.store, self.settings, event, owner=self.owner)
+            except Exception:  # the lease runs out and another sweep retries it
+                log.exception("dispatch of event %s failed", event.id)
+        return len(events)
+
+    def start(self) -> None:
+        """Start the background thread (also sweeps what a dead process left pending)."""
+        if self.mode == "background":
+            self._ensure_thread()
+
+    def _ensure_thread(self) -> None:
+        if self._pid != os.getpid():  # forked: threads do not survive fork
+            self._pid = os.getpid()
+            self._thread = None
+            self._queue = queue.Queue()
+            self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stopping.clear()
+                self._thread = threading.Thread(target=self._loop, name="receiver-dispatch",
+                                                daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        self._sweep()
+        while not self._stopping.is_set():
+            try:
+                event_id = self._queue.get(timeout=SWEEP_SECONDS)
+            except queue.Empty:
+                self._sweep()
+                continue
+            try:
+                if event_id is None:
+                    break
+                self.dispatch(event_id)
+            except Exception:
+                log.exception("dispatch of event %s failed", event_id)
+            finally:
+                self._queue.task_done()
+
+    def _sweep(self) -> None:
+        try:
+            while self.dispatch() and not self._stopping.is_set():
+                pass
+        except Exception:
+            log.exception("dispatch sweep failed")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish queued events and stop the thread (tests, shutdown)."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        self._queue.put(None)
+        thread.join(timeout)
+        self._stopping.set()
+
+    def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every event submitted so far has been dispatched (tests, shutdown)."""
+        pending = self._queue
+        deadline = time.monotonic() + timeout
+        with pending.all_tasks_done:
+            while pending.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("dispatch queue did not drain")
+                pending.all_tasks_done.wait(remaining)

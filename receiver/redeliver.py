@@ -1,0 +1,91 @@
+"""Send a stored delivery again, byte for byte, to a URL the settings allow."""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import time
+import urllib.parse
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .errors import BadRequest, Forbidden
+
+#: Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus ones we recompute.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+    "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length",
+})
+BODY_PREVIEW = 2048
+
+
+def forwardable_headers(headers: Iterable[Sequence[str]]) -> list[tuple[str, str]]:
+    """The original headers minus hop-by-hop ones and Host; Content-Length is recomputed."""
+    connection_tokens = set()
+    pairs = [(str(name), str(value)) for name, value in headers]
+    for name, value in pairs:
+        if name.lower() == "connection":
+            connection_tokens.update(token.strip().lower() for token in value.split(","))
+    return [(name, value) for name, value in pairs
+            if name.lower() not in HOP_BY_HOP and name.lower() not in connection_tokens]
+
+
+def check_allowed(url: str, allow: Iterable[str]) -> urllib.parse.SplitResult:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest(f"url must be an absolute http(s) URL; got {url!r}")
+    host = parts.hostname.lower()
+    allowed = {name.strip().lower().strip("[]") for name in allow}
+    if host not in allowed:
+        raise Forbidden(f"{host} is not in RECEIVER_REDELIVER_ALLOW "
+                        f"({', '.join(sorted(allowed)) or 'empty'})")
+    return parts
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def send(url: str, body: bytes, headers: Sequence[tuple[str, str]], *,
+         timeout: float = 15.0) -> dict[str, Any]:
+    """POST the exact bytes; answer the status, the start of the body and the time taken."""
+    parts = urllib.parse.urlsplit(url)
+    connection_class = (http.client.HTTPSConnection if parts.scheme == "https"
+                        else http.client.HTTPConnection)
+    connection = connection_class(parts.hostname or "", parts.port, timeout=timeout)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    started = time.perf_counter()
+    try:
+        connection.putrequest("POST", path, skip_accept_encoding=True)
+        for name, value in headers:
+            connection.putheader(name, value)
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        preview = response.read(BODY_PREVIEW)
+        return {
+            "url": url,
+            "status": response.status,
+            "body": preview.decode("utf-8", "replace"),
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+    finally:
+        connection.close()
+
+
+def redeliver(record: dict[str, Any], url: str, *, allow: Iterable[str]) -> dict[str, Any]:
+    """Re-send a stored delivery (``store.get_delivery(..., with_body=True)``) to ``url``."""
+    check_allowed(url, allow)
+    headers = forwardable_headers(record["headers"])
+    try:
+        result = send(url, record["body"] or b"", headers)
+    except (OSError, http.client.HTTPException) as error:
+        return {"url": url, "status": None, "error": f"{type(error).__name__}: {error}",
+                "delivery_id": record["id"]}
+    result["delivery_id"] = record["id"]
+    return result

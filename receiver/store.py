@@ -1,0 +1,606 @@
+"""The only module with SQL: schema migrations, the ingest write, reads, search, runs, purge.
+
+One ``Store`` per app owns a connection per thread. Writes are short ``BEGIN IMMEDIATE``
+transactions; the ingest write is two statements (an upsert of the event that tells a
+duplicate apart by its ``RETURNING`` count, and the delivery row). Full-text search is caught
+up lazily from a watermark, so indexing never sits on the ingest path while every search still
+sees every event.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from .errors import NotFound, StorageUnavailable
+from .events import Delivery, Event, NormalizedEvent
+
+migrations = sqlite_utils.Migrations("receiver")
+
+BUSY_TIMEOUT_MS = 5000
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            vendor_event TEXT,
+            external_id TEXT NOT NULL,
+            occurred_at TEXT,
+            received_at TEXT NOT NULL,
+            account TEXT,
+            actor TEXT,
+            subject_type TEXT,
+            subject_id TEXT,
+            endpoint TEXT NOT NULL,
+            signature_status TEXT NOT NULL,
+            data TEXT NOT NULL,
+            delivery_count INTEGER NOT NULL DEFAULT 1,
+            dispatch_status TEXT NOT NULL DEFAULT 'pending',
+            lease_owner TEXT,
+            lease_expires REAL,
+            UNIQUE (source, external_id)
+        );
+        CREATE INDEX events_subject ON events (subject_id);
+        CREATE INDEX events_type ON events (event_type);
+        CREATE INDEX events_pending ON events (id) WHERE dispatch_status = 'pending';
+
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            received_at TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            method TEXT NOT NULL,
+            path TEXT NOT NULL,
+            query TEXT NOT NULL DEFAULT '',
+            remote_addr TEXT,
+            headers TEXT NOT NULL,
+            body BLOB,
+            body_size INTEGER NOT NULL,
+            content_type TEXT,
+            source TEXT,
+            status_code INTEGER NOT NULL,
+            error TEXT,
+            event_id INTEGER REFERENCES events (id),
+            duplicate INTEGER NOT NULL DEFAULT 0,
+            signature_status TEXT,
+            signature_reason TEXT
+        );
+        CREATE INDEX deliveries_event ON deliveries (event_id);
+
+        CREATE TABLE handler_runs (
+            id INTEGER PRIMARY KEY,
+            event_id INTEGER NOT NULL REFERENCES events (id),
+            handler TEXT NOT NULL,
+            status TEXT NOT NULL,
+            error TEXT,
+            traceback TEXT,
+            started_at TEXT NOT NULL,
+            duration_ms REAL NOT NULL,
+            trigger TEXT NOT NULL
+        );
+        CREATE INDEX handler_runs_event ON handler_runs (event_id);
+
+        CREATE VIRTUAL TABLE events_fts USING fts5 (
+            event_type, vendor_event, source, subject_id, account, actor, external_id, data,
+            content = 'events', content_rowid = 'id'
+        );
+        CREATE TABLE search_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            indexed_upto INTEGER NOT NULL
+        );
+        INSERT INTO search_state (id, indexed_upto) VALUES (1, 0);
+        """
+    )
+
+
+EVENT_COLUMNS = (
+    "id, source, event_type, vendor_event, external_id, occurred_at, received_at, account, "
+    "actor, subject_type, subject_id, endpoint, signature_status, data, delivery_count, "
+    "dispatch_status"
+)
+DELIVERY_COLUMNS = (
+    "id, received_at, endpoint, method, path, query, remote_addr, headers, body_size, "
+    "content_type, source, status_code, error, event_id, duplicate, signature_status, "
+    "signature_reason"
+)
+RUN_COLUMNS = "id, event_id, handler, status, error, traceback, started_at, duration_ms, trigger"
+
+_INSERT_EVENT = """
+INSERT INTO events (source, event_type, vendor_event, external_id, occurred_at, received_at,
+                    account, actor, subject_type, subject_id, endpoint, signature_status, data)
+VALUES (:source, :event_type, :vendor_event, :external_id, :occurred_at, :received_at,
+        :account, :actor, :subject_type, :subject_id, :endpoint, :signature_status, :data)
+ON CONFLICT (source, external_id) DO UPDATE SET delivery_count = delivery_count + 1
+RETURNING id, delivery_count, event_type
+"""
+
+_INSERT_DELIVERY = """
+INSERT INTO deliveries (received_at, endpoint, method, path, query, remote_addr, headers, body,
+                        body_size, content_type, source, status_code, error, event_id,
+                        duplicate, signature_status, signature_reason)
+VALUES (:received_at, :endpoint, :method, :path, :query, :remote_addr, :headers, :body,
+        :body_size, :content_type, :source, :status_code, :error, :event_id, :duplicate,
+        :signature_status, :signature_reason)
+"""
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What the ingest write did: which rows, and whether the event was already known."""
+
+    delivery_id: int
+    event_id: int | None
+    event_type: str | None
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[dict[str, Any]]
+    next: str | None
+
+
+@dataclass(frozen=True)
+class EventFilters:
+    source: str | None = None
+    event_type: str | None = None
+    endpoint: str | None = None
+    account: str | None = None
+    subject_id: str | None = None
+    signature_status: str | None = None
+    dispatch_status: str | None = None
+    q: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryFilters:
+    endpoint: str | None = None
+    status_code: int | None = None
+    source: str | None = None
+    event_id: int | None = None
+    rejected: bool = False
+
+
+def _delivery_params(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "received_at": delivery.received_at,
+        "endpoint": delivery.endpoint,
+        "method": delivery.method,
+        "path": delivery.path,
+        "query": delivery.query,
+        "remote_addr": delivery.remote_addr,
+        "headers": json.dumps(delivery.headers, ensure_ascii=False),
+        "body": delivery.body,
+        "body_size": len(delivery.body),
+        "content_type": delivery.content_type,
+    }
+
+
+class Store:
+    """Owns the database file: one connection per thread, migrations at open."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    # -- connections -------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = OFF")
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite_utils.Database(self.conn, execute_plugins=False)
+        return db
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema; safe to call from several processes at once."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        conn = self.conn
+        conn.execute("PRAGMA journal_mode = WAL")
+        # Serialize concurrent starters (several gunicorn workers) on the write lock.
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("COMMIT")
+        for _ in range(50):
+            try:
+                migrations.apply(self.db)
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) and "already exists" not in str(error):
+                    raise
+                time.sleep(0.1)
+        migrations.apply(self.db)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except sqlite3.ProgrammingError:
+                    pass
+            self._connections.clear()
+        self._local = threading.local()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction. A database that cannot take it raises 503."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StorageUnavailable(f"the database cannot take the write now: {error}") from error
+        except sqlite3.DatabaseError as error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StorageUnavailable(f"the database cannot take the write now: {error}") from error
+
+    # -- ingest ------------------------------------------------------------------------
+
+    def save_event(
+        self,
+        delivery: Delivery,
+        event: NormalizedEvent,
+        signature_status: str,
+        signature_reason: str | None = None,
+    ) -> Saved:
+        """Store the delivery and its event in one transaction; a known event counts up."""
+        event_params = event.as_dict()
+        event_params["data"] = json.dumps(event.data, ensure_ascii=False,
+                                          separators=(",", ":"))
+        event_params["received_at"] = delivery.received_at
+        event_params["endpoint"] = delivery.endpoint
+        event_params["signature_status"] = signature_status
+        params = _delivery_params(delivery)
+        params.update(source=event.source, status_code=200, error=None,
+                      signature_status=signature_status, signature_reason=signature_reason)
+        with self.write() as conn:
+            event_id, count, event_type = conn.execute(_INSERT_EVENT, event_params).fetchone()
+            params.update(event_id=event_id, duplicate=count > 1)
+            delivery_id = conn.execute(_INSERT_DELIVERY, params).lastrowid
+        assert delivery_id is not None
+        return Saved(delivery_id, event_id, event_type, count > 1)
+
+    def save_rejected(
+        self,
+        delivery: Delivery,
+        *,
+        status_code: int,
+        error: str,
+        source: str | None = None,
+        signature_status: str | None = None,
+        signature_reason: str | None = None,
+        keep_body: bool = True,
+    ) -> int:
+        """Store a refused request with our answer and the reason; returns the delivery id."""
+        params = _delivery_params(delivery)
+        if not keep_body:
+            params["body"] = None
+        params.update(source=source, status_code=status_code, error=error, event_id=None,
+                      duplicate=False, signature_status=signature_status,
+                      signature_reason=signature_reason)
+        with self.write() as conn:
+            delivery_id = conn.execute(_INSERT_DELIVERY, params).lastrowid
+        assert delivery_id is not None
+        return delivery_id
+
+    # -- events ------------------------------------------------------------------------
+
+    def get_event(self, event_id: int) -> Event:
+        row = self.conn.execute(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no event with id {event_id}")
+        return _event(row)
+
+    def list_events(
+        self, filters: EventFilters, *, limit: int = 50, cursor: int | None = None
+    ) -> tuple[list[Event], str | None]:
+        """Newest first, keyset-paged on id (never OFFSET)."""
+        where, params = self._event_where(filters)
+        if cursor is not None:
+            where.append("id < ?")
+            params.append(cursor)
+        sql = f"SELECT {EVENT_COLUMNS} FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        rows = self.conn.execute(sql, [*params, limit + 1]).fetchall()
+        events = [_event(row) for row in rows[:limit]]
+        next_cursor = str(events[-1].id) if len(rows) > limit else None
+        return events, next_cursor
+
+    def iter_events(self, filters: EventFilters, batch: int = 500) -> Iterator[Event]:
+        cursor: int | None = None
+        while True:
+            events, next_cursor = self.list_events(filters, limit=batch, cursor=cursor)
+            yield from events
+            if next_cursor is None:
+                return
+            cursor = int(next_cursor)
+
+    def _event_where(self, filters: EventFilters) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column in ("source", "endpoint", "account", "subject_id", "signature_status",
+                       "dispatch_status"):
+            value = getattr(filters, column)
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if filters.event_type:
+            if filters.event_type == "*":
+                pass
+            elif filters.event_type.endswith(".*"):
+                prefix = filters.event_type[:-1]
+                # Range on the indexed column: every type starting with "license."
+                where.append("event_type >= ? AND event_type < ?")
+                params.extend([prefix, prefix[:-1] + "/"])
+            else:
+                where.append("event_type = ?")
+                params.append(filters.event_type)
+        if filters.since:
+            where.append("received_at >= ?")
+            params.append(filters.since)
+        if filters.until:
+            where.append("received_at < ?")
+            params.append(filters.until)
+        if filters.q:
+            self.catch_up_search()
+            where.append("id IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
+            params.append(self.db.quote_fts(filters.q))
+        return where, params
+
+    def event_counts(self) -> dict[str, int]:
+        count_events = self.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        count_deliveries = self.conn.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+        return {"events": count_events, "deliveries": count_deliveries}
+
+    def subject_timeline(self, event: Event, limit: int = 50) -> list[Event]:
+        """Other events about the same subject (license, machine, entitlement) over time."""
+        if not event.subject_id:
+            return []
+        rows = self.conn.execute(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE subject_id = ? AND source = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (event.subject_id, event.source, limit),
+        ).fetchall()
+        return [_event(row) for row in rows]
+
+    # -- search index ------------------------------------------------------------------
+
+    def catch_up_search(self, batch: int = 5000) -> int:
+        """Index events added since the watermark; returns how many were indexed."""
+        done = 0
+        while True:
+            upto = self.conn.execute(
+                "SELECT indexed_upto FROM search_state WHERE id = 1").fetchone()[0]
+            newest = self.conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
+            if newest <= upto:
+                return done
+            with self.write() as conn:
+                upto = conn.execute(
+                    "SELECT indexed_upto FROM search_state WHERE id = 1").fetchone()[0]
+                rows = conn.execute(
+                    "INSERT INTO events_fts (rowid, event_type, vendor_event, source, subject_id,"
+                    " account, actor, external_id, data) SELECT id, event_type, vendor_event,"
+                    " source, subject_id, account, actor, external_id, data FROM events"
+                    " WHERE id > ? AND id <= ? RETURNING rowid",
+                    (upto, upto + batch),
+                ).fetchall()
+                top = max((row[0] for row in rows), default=min(newest, upto + batch))
+                conn.execute("UPDATE search_state SET indexed_upto = ? WHERE id = 1",
+                             (max(top, min(newest, upto + batch)),))
+            done += len(rows)
+
+    # -- deliveries --------------------------------------------------------------------
+
+    def get_delivery(self, delivery_id: int, *, with_body: bool = False) -> dict[str, Any]:
+        columns = DELIVERY_COLUMNS + (", body" if with_body else "")
+        row = self.conn.execute(
+            f"SELECT {columns} FROM deliveries WHERE id = ?", (delivery_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no delivery with id {delivery_id}")
+        return _delivery(row, with_body=with_body)
+
+    def list_deliveries(
+        self, filters: DeliveryFilters, *, limit: int = 50, cursor: int | None = None,
+        after: int | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first (or oldest first after ``after``, for feeds); keyset on id."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column in ("endpoint", "status_code", "source", "event_id"):
+            value = getattr(filters, column)
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if filters.rejected:
+            where.append("status_code >= 400")
+        if cursor is not None:
+            where.append("id < ?")
+            params.append(cursor)
+        order = "DESC"
+        if after is not None:
+            where.append("id > ?")
+            params.append(after)
+            order = "ASC"
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY id {order} LIMIT ?"
+        rows = self.conn.execute(sql, [*params, limit + 1]).fetchall()
+        deliveries = [_delivery(row) for row in rows[:limit]]
+        next_cursor = str(deliveries[-1]["id"]) if len(rows) > limit else None
+        return deliveries, next_cursor
+
+    def deliveries_for_event(self, event_id: int) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ? ORDER BY id",
+            (event_id,),
+        ).fetchall()
+        return [_delivery(row) for row in rows]
+
+    def first_delivery_body(self, event_id: int) -> bytes | None:
+        row = self.conn.execute(
+            "SELECT body FROM deliveries WHERE event_id = ? ORDER BY id LIMIT 1", (event_id,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    # -- handler runs and dispatch -----------------------------------------------------
+
+    def runs_for_event(self, event_id: int) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            f"SELECT {RUN_COLUMNS} FROM handler_runs WHERE event_id = ? ORDER BY id",
+            (event_id,),
+        ).fetchall()
+        return [_run(row) for row in rows]
+
+    def claim_pending(
+        self, owner: str, *, lease_seconds: float, limit: int = 20, event_id: int | None = None
+    ) -> list[Event]:
+        """Lease pending events to ``owner``: each is claimed by exactly one worker at a time.
+
+        A lease that ran out (its worker died mid-dispatch) may be claimed again.
+        """
+        now = time.time()
+        sql = (
+            "UPDATE events SET lease_owner = ?, lease_expires = ? WHERE id IN ("
+            " SELECT id FROM events WHERE dispatch_status = 'pending'"
+            " AND (lease_expires IS NULL OR lease_expires < ?)"
+        )
+        params: list[Any] = [owner, now + lease_seconds, now]
+        if event_id is not None:
+            sql += " AND id = ?"
+            params.append(event_id)
+        sql += f" ORDER BY id LIMIT {int(limit)}) RETURNING {EVENT_COLUMNS}"
+        with self.write() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return sorted((_event(row) for row in rows), key=lambda event: event.id)
+
+    def record_runs(
+        self, event_id: int, runs: Sequence[Mapping[str, Any]], *, trigger: str,
+        owner: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Store handler runs and settle the event's dispatch status from each handler's
+        latest run; releases the lease held by ``owner``."""
+        with self.write() as conn:
+            ids = []
+            for run in runs:
+                cursor = conn.execute(
+                    "INSERT INTO handler_runs (event_id, handler, status, error, traceback,"
+                    " started_at, duration_ms, trigger) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (event_id, run["handler"], run["status"], run.get("error"),
+                     run.get("traceback"), run["started_at"], run["duration_ms"], trigger),
+                )
+                ids.append(cursor.lastrowid)
+            failed = conn.execute(
+                "SELECT count(*) FROM handler_runs AS r WHERE r.event_id = ? AND r.status"
+                " = 'error' AND r.id = (SELECT max(id) FROM handler_runs WHERE event_id ="
+                " r.event_id AND handler = r.handler)",
+                (event_id,),
+            ).fetchone()[0]
+            conn.execute(
+                "UPDATE events SET dispatch_status = ?, lease_owner = NULL, lease_expires = NULL"
+                " WHERE id = ?",
+                ("failed" if failed else "done", event_id),
+            )
+            placeholders = ",".join("?" for _ in ids) or "NULL"
+            rows = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM handler_runs WHERE id IN ({placeholders})"
+                " ORDER BY id", ids,
+            ).fetchall()
+        return [_run(row) for row in rows]
+
+    def latest_runs(self, event_id: int) -> dict[str, dict[str, Any]]:
+        """Each handler's most recent run on the event."""
+        latest: dict[str, dict[str, Any]] = {}
+        for run in self.runs_for_event(event_id):
+            latest[run["handler"]] = run
+        return latest
+
+    def secret_key(self) -> str:
+        """The key kept beside the database, made once (first process wins the race)."""
+        path = os.path.abspath(self.path) + ".secret"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            for _ in range(50):
+                with open(path) as handle:
+                    key = handle.read().strip()
+                if key:
+                    return key
+                time.sleep(0.02)
+            raise
+        key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        return key
+
+
+def _event(row: Sequence[Any]) -> Event:
+    return Event(
+        id=row[0], source=row[1], event_type=row[2], vendor_event=row[3], external_id=row[4],
+        occurred_at=row[5], received_at=row[6], account=row[7], actor=row[8],
+        subject_type=row[9], subject_id=row[10], endpoint=row[11], signature_status=row[12],
+        data=json.loads(row[13]), delivery_count=row[14], dispatch_status=row[15],
+    )
+
+
+def _delivery(row: Sequence[Any], *, with_body: bool = False) -> dict[str, Any]:
+    names = [name.strip() for name in DELIVERY_COLUMNS.split(",")]
+    record = dict(zip(names, row, strict=False))
+    record["headers"] = [list(pair) for pair in json.loads(record["headers"])]
+    record["duplicate"] = bool(record["duplicate"])
+    if with_body:
+        record["body"] = row[len(names)]
+    return record
+
+
+def _run(row: Sequence[Any]) -> dict[str, Any]:
+    names = [name.strip() for name in RUN_COLUMNS.split(",")]
+    return dict(zip(names, row, strict=True))

@@ -1,0 +1,65 @@
+"""Blueprints and the one place errors become responses (JSON for the API and ingest)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from ..errors import ReceiverError, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "5"
+
+
+def wants_json() -> bool:
+    path = request.path
+    return (path.startswith(("/hooks", "/api", "/-/")) or request.is_json
+            or request.accept_mimetypes.best == "application/json")
+
+
+def error_response(status: int, message: str) -> Response:
+    response = jsonify({"ok": False, "error": message})
+    response.status_code = status
+    if status == 503:
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+def init_app(app: Flask) -> None:
+    from . import access, api, ingest
+
+    app.register_blueprint(ingest.bp)
+    app.register_blueprint(api.bp)
+    access.init_app(app)
+
+    @app.errorhandler(ReceiverError)
+    def handle_receiver_error(error: ReceiverError) -> Response:
+        if isinstance(error, StorageUnavailable):
+            log.warning("storage unavailable: %s", error.message)
+        return error_response(error.status, error.message)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        if status == 405:
+            message = (f"method {request.method} is not allowed on {request.path}; "
+                       "webhooks are sent with POST" if request.path.startswith("/hooks")
+                       else f"method {request.method} is not allowed on {request.path}")
+        else:
+            message = error.description or error.name
+        if not wants_json():
+            return error.get_response()
+        response = error_response(status, message)
+        for name in ("Allow", "WWW-Authenticate"):
+            value = error.get_response().headers.get(name)
+            if value:
+                response.headers[name] = value
+        return response
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(error: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, "internal error; the traceback is in the server log")

@@ -1,0 +1,177 @@
+"""The JSON API (CONTRACT §3): events, deliveries, raw bytes, replay, redeliver, export."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from .. import dispatch, mask, redeliver
+from ..errors import BadRequest
+from ..events import Event
+from ..store import Store
+from .access import is_signed_in
+from .filters import delivery_filters, event_filters, page_args
+
+bp = Blueprint("api", __name__)
+
+
+def get_store() -> Store:
+    store: Store = current_app.extensions["receiver.store"]
+    return store
+
+
+def reveal() -> bool:
+    """Secrets are masked unless a signed-in user explicitly asks (``?reveal=1``)."""
+    return request.args.get("reveal") in ("1", "true", "yes") and is_signed_in()
+
+
+def event_json(event: Event, *, revealed: bool = False) -> dict[str, Any]:
+    record = event.as_dict()
+    if not revealed:
+        record["data"] = mask.mask_data(record["data"])
+    return record
+
+
+def delivery_json(record: dict[str, Any], *, revealed: bool = False) -> dict[str, Any]:
+    record = dict(record)
+    record.pop("body", None)
+    if not revealed:
+        record["headers"] = mask.mask_headers(record["headers"])
+    return record
+
+
+@bp.get("/api/events")
+def list_events() -> Response:
+    filters = event_filters(request.args)
+    limit, cursor = page_args(request.args)
+    events, next_cursor = get_store().list_events(filters, limit=limit, cursor=cursor)
+    revealed = reveal()
+    return jsonify({"events": [event_json(event, revealed=revealed) for event in events],
+                    "next": next_cursor})
+
+
+@bp.get("/api/events/<int:event_id>")
+def show_event(event_id: int) -> Response:
+    store = get_store()
+    event = store.get_event(event_id)
+    revealed = reveal()
+    record = event_json(event, revealed=revealed)
+    record["deliveries"] = [delivery_json(d, revealed=revealed)
+                            for d in store.deliveries_for_event(event_id)]
+    record["handler_runs"] = store.runs_for_event(event_id)
+    return jsonify(record)
+
+
+@bp.post("/api/events/<int:event_id>/replay")
+def replay_event(event_id: int) -> Response:
+    options = request.get_json(silent=True) or {}
+    if not isinstance(options, dict):
+        raise BadRequest("replay options must be a JSON object")
+    only_failed = bool(options.get("only_failed", False))
+    names = options.get("handlers")
+    if names is not None and (not isinstance(names, list)
+                              or not all(isinstance(name, str) for name in names)):
+        raise BadRequest("handlers must be a list of handler names or null")
+    runs = dispatch.replay(get_store(), current_app.config, event_id,
+                           only_failed=only_failed, names=names)
+    return jsonify({"runs": runs})
+
+
+@bp.get("/api/deliveries")
+def list_deliveries() -> Response:
+    filters = delivery_filters(request.args)
+    limit, cursor = page_args(request.args)
+    after = request.args.get("after")
+    after_id = None
+    if after is not None:
+        if not after.isdigit():
+            raise BadRequest("after must be a delivery id")
+        after_id = int(after)
+    deliveries, next_cursor = get_store().list_deliveries(filters, limit=limit, cursor=cursor,
+                                                          after=after_id)
+    revealed = reveal()
+    return jsonify({"deliveries": [delivery_json(d, revealed=revealed) for d in deliveries],
+                    "next": next_cursor})
+
+
+@bp.get("/api/deliveries/<int:delivery_id>")
+def show_delivery(delivery_id: int) -> Response:
+    store = get_store()
+    record = store.get_delivery(delivery_id, with_body=True)
+    body: bytes | None = record["body"]
+    revealed = reveal()
+    answer = delivery_json(record, revealed=revealed)
+    if body is not None:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            answer["body_base64"] = base64.b64encode(body).decode()
+        else:
+            if not revealed:
+                text = mask.mask_text(text, _secrets_in(store, record))
+            answer["body_text"] = text
+    return jsonify(answer)
+
+
+def _secrets_in(store: Store, record: dict[str, Any]) -> list[str]:
+    if record.get("event_id") is None:
+        body = record.get("body") or b""
+        try:
+            return mask.secret_strings(json.loads(body))
+        except ValueError:
+            return []
+    event = store.get_event(record["event_id"])
+    return mask.secret_strings(event.data)
+
+
+@bp.get("/api/deliveries/<int:delivery_id>/raw")
+def raw_delivery(delivery_id: int) -> Response:
+    """The exact bytes as received, with the original Content-Type (never masked)."""
+    record = get_store().get_delivery(delivery_id, with_body=True)
+    response = Response(record["body"] or b"", status=200)
+    response.headers["Content-Type"] = record["content_type"] or "application/octet-stream"
+    response.headers["Content-Disposition"] = f'inline; filename="delivery-{delivery_id}.body"'
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "sandbox"
+    return response
+
+
+@bp.post("/api/deliveries/<int:delivery_id>/redeliver")
+def redeliver_delivery(delivery_id: int) -> Response:
+    options = request.get_json(silent=True) or {}
+    url = options.get("url") if isinstance(options, dict) else None
+    if not isinstance(url, str) or not url:
+        raise BadRequest('redeliver needs {"url": "http://..."}')
+    record = get_store().get_delivery(delivery_id, with_body=True)
+    result = redeliver.redeliver(record, url, allow=current_app.config["REDELIVER_ALLOW"])
+    return jsonify(result)
+
+
+@bp.get("/api/export.ndjson")
+def export_events() -> Response:
+    filters = event_filters(request.args)
+    store = get_store()
+    revealed = reveal()
+
+    def lines() -> Iterator[str]:
+        for event in store.iter_events(filters):
+            yield json.dumps(event_json(event, revealed=revealed)) + "\n"
+
+    return Response(lines(), mimetype="application/x-ndjson")
+
+
+@bp.get("/-/health")
+def health() -> Response:
+    counts = get_store().event_counts()
+    return jsonify({"ok": True, **counts})
+
+
+@bp.get("/-/plugins")
+def plugins() -> Response:
+    report = current_app.extensions.get("receiver.plugins")
+    return jsonify(report.as_dict() if report is not None else {"plugins": [], "failed": []})
+

@@ -1,0 +1,77 @@
+"""Query-string filters shared by the API and the pages; a bad value is a 400 naming it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from ..config import SOURCES
+from ..dialects.base import iso_time
+from ..errors import BadRequest
+from ..store import DeliveryFilters, EventFilters
+
+SIGNATURE_STATUSES = ("valid", "invalid", "unsigned", "unchecked")
+DISPATCH_STATUSES = ("pending", "done", "failed")
+MAX_LIMIT = 500
+EVENT_TYPE = re.compile(r"^(\*|[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*(\.\*)?)$")
+
+
+def _choice(args: Mapping[str, str], name: str, options: tuple[str, ...]) -> str | None:
+    value = args.get(name) or None
+    if value is not None and value not in options:
+        raise BadRequest(f"{name} must be one of {', '.join(options)}; got {value!r}")
+    return value
+
+
+def _time(args: Mapping[str, str], name: str) -> str | None:
+    value = args.get(name) or None
+    if value is None:
+        return None
+    moment = iso_time(value)
+    if moment is None:
+        raise BadRequest(f"{name} must be an ISO 8601 time such as 2026-11-25T09:00:00Z; "
+                         f"got {value!r}")
+    return moment
+
+
+def event_filters(args: Mapping[str, str]) -> EventFilters:
+    event_type = args.get("event_type") or None
+    if event_type is not None and not EVENT_TYPE.match(event_type):
+        raise BadRequest("event_type must be a dotted type such as license.created, or a "
+                         f"prefix such as license.*; got {event_type!r}")
+    return EventFilters(
+        source=_choice(args, "source", SOURCES),
+        event_type=event_type,
+        endpoint=args.get("endpoint") or None,
+        account=args.get("account") or None,
+        subject_id=args.get("subject_id") or None,
+        signature_status=_choice(args, "signature_status", SIGNATURE_STATUSES),
+        dispatch_status=_choice(args, "dispatch_status", DISPATCH_STATUSES),
+        q=(args.get("q") or "").strip() or None,
+        since=_time(args, "since"),
+        until=_time(args, "until"),
+    )
+
+
+def delivery_filters(args: Mapping[str, str]) -> DeliveryFilters:
+    status = args.get("status_code") or None
+    if status is not None and not (status.isdigit() and 100 <= int(status) <= 599):
+        raise BadRequest(f"status_code must be an HTTP status such as 400; got {status!r}")
+    return DeliveryFilters(
+        endpoint=args.get("endpoint") or None,
+        status_code=int(status) if status else None,
+        source=_choice(args, "source", SOURCES),
+        rejected=args.get("rejected") in ("1", "true", "yes"),
+    )
+
+
+def page_args(args: Mapping[str, str]) -> tuple[int, int | None]:
+    """``limit`` (default 50, at most 500) and the keyset ``cursor``."""
+    raw_limit = args.get("limit") or "50"
+    if not raw_limit.isdigit() or int(raw_limit) < 1:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}; got {raw_limit!r}")
+    raw_cursor = args.get("cursor") or None
+    if raw_cursor is not None and not raw_cursor.isdigit():
+        raise BadRequest(f"cursor must be a value from a previous answer's next; got "
+                         f"{raw_cursor!r}")
+    return min(int(raw_limit), MAX_LIMIT), int(raw_cursor) if raw_cursor else None
