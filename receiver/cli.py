@@ -1,0 +1,364 @@
+"""``receiver``: serve, trigger samples, read the history, replay, export, purge.
+
+Commands that read the history open the local database named by the settings
+(``RECEIVER_DATABASE``, ``RECEIVER_CONFIG`` or ``--db``); ``trigger`` talks HTTP to a receiver.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import SOURCES, Endpoint, load_settings
+from .errors import ConfigError, ReceiverError
+from .events import Event
+
+DEFAULT_PORT = 8000
+
+
+def _settings(db: str | None = None) -> dict[str, Any]:
+    try:
+        return load_settings({"DATABASE": db} if db else None)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _open_store(db: str | None) -> Any:
+    from .store import Store
+
+    settings = _settings(db)
+    if not Path(settings["DATABASE"]).exists():
+        raise click.ClickException(f"no database at {settings['DATABASE']} (set --db or "
+                                   "RECEIVER_DATABASE)")
+    store = Store(settings["DATABASE"])
+    store.migrate()
+    return store
+
+
+db_option = click.option("--db", "db", metavar="PATH", envvar="RECEIVER_DATABASE",
+                         help="SQLite file (default: settings DATABASE).")
+
+
+@click.group()
+@click.version_option(package_name="license-webhook-receiver")
+def cli() -> None:
+    """Webhook receiver and inspector for license-management platforms."""
+
+
+# -- serve ------------------------------------------------------------------------------
+
+
+def is_loopback_host(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--worker-class", type=click.Choice(["sync", "gthread"]), default="sync",
+              show_default=True)
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Threads per worker (gthread).")
+@click.option("--timeout", default=30, show_default=True, type=int,
+              help="Seconds before gunicorn restarts a silent worker.")
+@db_option
+def serve(host: str, port: int, workers: int, worker_class: str, threads: int, timeout: int,
+          db: str | None) -> None:
+    """Run the receiver under gunicorn."""
+    from gunicorn.app.base import BaseApplication
+
+    if db:
+        os.environ["RECEIVER_DATABASE"] = db
+    settings = _settings()
+    # Check the endpoints and migrate once in the master so a bad setting stops the start.
+    from . import create_app, verify
+    from .store import Store
+
+    try:
+        for endpoint in settings["ENDPOINTS"].values():
+            verify.check_endpoint(endpoint)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    Store(settings["DATABASE"]).migrate()
+    if not is_loopback_host(host) and not settings.get("INSPECTOR_TOKEN"):
+        token = secrets.token_urlsafe(24)
+        os.environ["RECEIVER_INSPECTOR_TOKEN"] = token
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        click.echo(f"No RECEIVER_INSPECTOR_TOKEN set and {host} is not loopback: made one.\n"
+                   f"Sign in at http://{shown}:{port}/login?token={token}", err=True)
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            self.cfg.set("bind", [bind])
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", worker_class)
+            self.cfg.set("threads", threads)
+            self.cfg.set("timeout", timeout)
+            self.cfg.set("accesslog", "-")
+
+        def load(self) -> Any:
+            return create_app()
+
+    click.echo(f"Receiving webhooks at http://{host}:{port}/hooks "
+               f"(database {settings['DATABASE']})", err=True)
+    Server().run()
+
+
+# -- samples and trigger ----------------------------------------------------------------
+
+
+def samples_dir() -> Path:
+    from . import resource_dir
+
+    return resource_dir("samples")
+
+
+def load_index() -> list[dict[str, str]]:
+    index = samples_dir() / "index.json"
+    if not index.exists():
+        raise click.ClickException(f"no samples at {samples_dir()}")
+    entries: list[dict[str, str]] = json.loads(index.read_text())
+    return entries
+
+
+@cli.command()
+@click.argument("source", required=False, type=click.Choice(SOURCES))
+def samples(source: str | None) -> None:
+    """List the bundled vendor samples that trigger can send."""
+    for entry in load_index():
+        if source is None or entry["source"] == source:
+            click.echo(f"{entry['source']:<14} {entry['name']}")
+
+
+def find_sample(source: str, name: str) -> tuple[bytes, dict[str, str]]:
+    for entry in load_index():
+        if entry["source"] == source and name in (entry["name"], entry["event_type"]):
+            base = samples_dir() / source / entry["name"]
+            body = base.with_name(base.name + ".json").read_bytes()
+            headers = json.loads(base.with_name(base.name + ".headers.json").read_text())
+            return body, headers
+    known = ", ".join(e["name"] for e in load_index() if e["source"] == source)
+    raise click.ClickException(f"no {source} sample named {name!r}; known: {known}")
+
+
+def pick_endpoint(settings: dict[str, Any], source: str, name: str | None) -> Endpoint | None:
+    endpoints: dict[str, Endpoint] = settings["ENDPOINTS"]
+    if name is not None:
+        if name not in endpoints:
+            return None
+        return endpoints[name]
+    for endpoint in endpoints.values():
+        if endpoint.source == source:
+            return endpoint
+    return None
+
+
+@cli.command()
+@click.argument("source", type=click.Choice(SOURCES))
+@click.argument("event_type")
+@click.option("--url", help="Where to POST (default: this machine's receiver, the endpoint "
+              "configured for SOURCE, else /hooks).")
+@click.option("--endpoint", "endpoint_name", help="Configured endpoint whose keys sign it.")
+def trigger(source: str, event_type: str, url: str | None, endpoint_name: str | None) -> None:
+    """Send a bundled sample, signed the way the sender signs when a signing key is set."""
+    from . import redeliver, verify
+
+    settings = _settings()
+    body, headers = find_sample(source, event_type)
+    endpoint = pick_endpoint(settings, source, endpoint_name)
+    if url is None:
+        path = f"/hooks/{endpoint.name}" if endpoint else (
+            f"/hooks/{endpoint_name}" if endpoint_name else "/hooks")
+        url = f"http://127.0.0.1:{DEFAULT_PORT}{path}"
+    pairs = list(headers.items())
+    if endpoint is not None and (endpoint.signing_key or endpoint.secrets or endpoint.tokens
+                                 or endpoint.password):
+        signed_names = {"date", "digest", "keygen-date", "keygen-digest", "keygen-signature",
+                        "webhook-id", "webhook-timestamp", "webhook-signature"}
+        try:
+            signature = verify.sign(source, body, endpoint, url=endpoint.url or url)
+        except ValueError as error:
+            raise click.ClickException(f"cannot sign: {error}") from None
+        pairs = [(k, v) for k, v in pairs if k.lower() not in signed_names] + signature
+        click.echo(f"signed for endpoint {endpoint.name!r}", err=True)
+    try:
+        result = redeliver.send(url, body, pairs)
+    except OSError as error:
+        raise click.ClickException(f"could not reach {url}: {error}") from None
+    click.echo(f"{result['status']} {url} {result['body'].strip()}")
+    if not 200 <= result["status"] < 300:
+        sys.exit(1)
+
+
+# -- reading the history -----------------------------------------------------------------
+
+
+def _event_line(event: Event) -> str:
+    subject = f"{event.subject_type}:{event.subject_id}" if event.subject_id else "-"
+    dupes = f" x{event.delivery_count}" if event.delivery_count > 1 else ""
+    return (f"{event.id:>7} {event.received_at} {event.source:<13} {event.event_type:<40} "
+            f"{subject} [{event.signature_status}/{event.dispatch_status}]{dupes}")
+
+
+def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for name in reversed(("source", "event-type", "endpoint", "account", "subject-id",
+                          "signature-status", "dispatch-status", "q", "since", "until")):
+        command = click.option(f"--{name}", default=None)(command)
+    return command
+
+
+def _filters(options: dict[str, Any]) -> Any:
+    from .web.filters import event_filters
+
+    args = {key: value for key, value in options.items() if value is not None}
+    try:
+        return event_filters(args)
+    except ReceiverError as error:
+        raise click.ClickException(error.message) from None
+
+
+@cli.command()
+@filter_options
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@db_option
+def events(limit: int, as_json: bool, db: str | None, **options: Any) -> None:
+    """List stored events, newest first."""
+    from .mask import mask_data
+
+    store = _open_store(db)
+    found, _ = store.list_events(_filters(options), limit=limit)
+    for event in found:
+        if as_json:
+            record = event.as_dict()
+            record["data"] = mask_data(record["data"])
+            click.echo(json.dumps(record))
+        else:
+            click.echo(_event_line(event))
+
+
+@cli.command()
+@click.argument("event_id", type=int)
+@click.option("--reveal", is_flag=True, help="Show secrets unmasked.")
+@db_option
+def show(event_id: int, reveal: bool, db: str | None) -> None:
+    """Show one event with its deliveries and handler runs (JSON)."""
+    from .mask import mask_data, mask_headers
+
+    store = _open_store(db)
+    try:
+        event = store.get_event(event_id)
+    except ReceiverError as error:
+        raise click.ClickException(error.message) from None
+    record = event.as_dict()
+    deliveries = store.deliveries_for_event(event_id)
+    if not reveal:
+        record["data"] = mask_data(record["data"])
+        for delivery in deliveries:
+            delivery["headers"] = mask_headers(delivery["headers"])
+    record["deliveries"] = deliveries
+    record["handler_runs"] = store.runs_for_event(event_id)
+    click.echo(json.dumps(record, indent=2))
+
+
+def follow(store: Any, filters: Any, *, since_id: int, interval: float) -> Iterator[Event]:
+    """Yield events newer than ``since_id`` as they arrive, oldest first."""
+    last = since_id
+    while True:
+        fresh, _ = store.list_events(filters, limit=500)
+        for event in sorted((e for e in fresh if e.id > last), key=lambda e: e.id):
+            last = event.id
+            yield event
+        time.sleep(interval)
+
+
+@cli.command()
+@filter_options
+@click.option("--interval", default=0.5, show_default=True, type=float)
+@click.option("--last", default=10, show_default=True, type=int,
+              help="Show this many recent events first.")
+@db_option
+def tail(interval: float, last: int, db: str | None, **options: Any) -> None:
+    """Follow new events as they arrive (Ctrl-C to stop)."""
+    store = _open_store(db)
+    filters = _filters(options)
+    recent, _ = store.list_events(filters, limit=max(last, 1))
+    for event in reversed(recent[:last]):
+        click.echo(_event_line(event))
+    newest = recent[0].id if recent else 0
+    try:
+        for event in follow(store, filters, since_id=newest, interval=interval):
+            click.echo(_event_line(event))
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@click.argument("event_id", type=int)
+@click.option("--only-failed", is_flag=True, help="Only handlers whose last run failed.")
+@click.option("--handler", "handlers", multiple=True, help="Only this handler (repeatable).")
+@db_option
+def replay(event_id: int, only_failed: bool, handlers: tuple[str, ...], db: str | None) -> None:
+    """Re-run handlers on a stored event; runs are recorded with trigger=replay."""
+    from . import create_app, dispatch
+
+    app = create_app({"DATABASE": db} if db else None)
+    store = app.extensions["receiver.store"]
+    try:
+        runs = dispatch.replay(store, app.config, event_id, only_failed=only_failed,
+                               names=list(handlers) or None)
+    except ReceiverError as error:
+        raise click.ClickException(error.message) from None
+    finally:
+        app.extensions["receiver.dispatcher"].stop()
+    if not runs:
+        click.echo("no handler to run")
+    for run in runs:
+        line = f"{run['handler']}: {run['status']} ({run['duration_ms']:.1f} ms)"
+        click.echo(line + (f" {run['error']}" if run["error"] else ""))
+    if any(run["status"] == "error" for run in runs):
+        sys.exit(1)
+
+
+@cli.command("export")
+@filter_options
+@click.option("--output", "-o", type=click.File("w"), default="-")
+@click.option("--reveal", is_flag=True, help="Export secrets unmasked.")
+@db_option
+def export(output: Any, reveal: bool, db: str | None, **options: Any) -> None:
+    """Write events as NDJSON (one JSON object a line), newest first."""
+    from .mask import mask_data
+
+    store = _open_store(db)
+    for event in store.iter_events(_filters(options)):
+        record = event.as_dict()
+        if not reveal:
+            record["data"] = mask_data(record["data"])
+        output.write(json.dumps(record) + "\n")
+
+
+@cli.command("plugins")
+def plugins_command() -> None:
+    """List handler plugins from the receiver.handlers entry points."""
+    from . import plugins
+
+    report = plugins.load_plugins(_settings())
+    click.echo(json.dumps(report.as_dict(), indent=2))
+    if report.as_dict().get("failed"):
+        sys.exit(1)

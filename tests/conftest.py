@@ -1,0 +1,180 @@
+"""Shared fixtures: a fresh app per test, the samples, and a real gunicorn server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+
+
+@dataclass(frozen=True)
+class Sample:
+    source: str
+    event_type: str
+    name: str
+
+    @property
+    def base(self) -> Path:
+        return SAMPLES / self.source / self.name
+
+    @property
+    def body(self) -> bytes:
+        return self.base.with_name(self.name + ".json").read_bytes()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        headers: dict[str, str] = json.loads(
+            self.base.with_name(self.name + ".headers.json").read_text())
+        return headers
+
+    @property
+    def normalized(self) -> dict[str, Any]:
+        expected: dict[str, Any] = json.loads(
+            self.base.with_name(self.name + ".normalized.json").read_text())
+        return expected
+
+    def __str__(self) -> str:
+        return f"{self.source}/{self.name}"
+
+
+def all_samples() -> list[Sample]:
+    index = json.loads((SAMPLES / "index.json").read_text())
+    return [Sample(entry["source"], entry["event_type"], entry["name"]) for entry in index]
+
+
+def sample(source: str, name: str) -> Sample:
+    for candidate in all_samples():
+        if candidate.source == source and candidate.name == name:
+            return candidate
+    raise LookupError(f"no sample {source}/{name}")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see only the settings they pass: no RECEIVER_* from the shell."""
+    for key in list(os.environ):
+        if key.startswith("RECEIVER_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    return str(tmp_path / "receiver.db")
+
+
+@pytest.fixture
+def make_app(db_path: str) -> Iterator[Any]:
+    """Build apps with extra settings; each gets the test's own database file."""
+    from receiver import create_app
+
+    apps = []
+
+    def make(**settings: Any) -> Any:
+        config = {"DATABASE": db_path, "DISPATCH": "sync", "TESTING": True, **settings}
+        app = create_app(config)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["receiver.dispatcher"].stop()
+        app.extensions["receiver.store"].close()
+
+
+@pytest.fixture
+def app(make_app: Any) -> Any:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def store(app: Any) -> Any:
+    return app.extensions["receiver.store"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    database: str
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None,
+                 config: str | None = None, database: str | None = None) -> Server:
+    """``receiver serve`` as a subprocess on a free loopback port, polled until it answers."""
+    port = free_port()
+    database = database or str(tmp / "served.db")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+    environment.update({"RECEIVER_DATABASE": database, **(env or {})})
+    if config is not None:
+        config_path = tmp / f"receiver-{port}.toml"
+        config_path.write_text(config)
+        environment["RECEIVER_CONFIG"] = str(config_path)
+    log = tmp / f"server-{port}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "receiver", "serve", "--host", "127.0.0.1", "--port", str(port),
+         *args],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, env=environment, cwd=tmp,
+    )
+    server = Server(f"http://127.0.0.1:{port}", process, log, database)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"receiver serve exited:\n{server.output()}")
+        try:
+            if requests.get(server.url + "/-/health", timeout=1).ok:
+                return server
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"receiver serve did not answer within 30 s:\n{server.output()}")
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Any]:
+    servers: list[Server] = []
+
+    def start(*args: str, **kwargs: Any) -> Server:
+        server = start_server(tmp_path, *args, **kwargs)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
