@@ -21,7 +21,7 @@ BODY_PREVIEW = 2048
 
 def forwardable_headers(headers: Iterable[Sequence[str]]) -> list[tuple[str, str]]:
     """The original headers minus hop-by-hop ones and Host; Content-Length is recomputed."""
-    connection_tokens = set()
+    connection_tokens: set[str] = set()
     pairs = [(str(name), str(value)) for name, value in headers]
     for name, value in pairs:
         if name.lower() == "connection":

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
 from ..errors import ReceiverError, StorageUnavailable
 

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, request
 
 from .. import pipeline
 from ..config import Endpoint, ad_hoc_endpoint
-from ..errors import NotFound, PayloadTooLarge
+from ..errors import NotFound, PayloadTooLarge, ReceiverError
 from ..events import Delivery
 
 bp = Blueprint("ingest", __name__)
@@ -77,7 +77,7 @@ def receive(name: str) -> Response:
     if not fits:
         size = request.content_length
         said = f"{size} bytes" if size is not None else f"more than {max_body} bytes"
-        error = PayloadTooLarge(f"body is {said}; this receiver accepts at most {max_body} "
+        error: ReceiverError = PayloadTooLarge(f"body is {said}; this receiver accepts at most {max_body} "
                                 "bytes (RECEIVER_MAX_BODY)")
         outcome = pipeline.reject(delivery, store, error, keep_body=False)
     elif endpoint is None:
