@@ -77,8 +77,8 @@ def receive(name: str) -> Response:
     if not fits:
         size = request.content_length
         said = f"{size} bytes" if size is not None else f"more than {max_body} bytes"
-        error: ReceiverError = PayloadTooLarge(f"body is {said}; this receiver accepts at most {max_body} "
-                                "bytes (RECEIVER_MAX_BODY)")
+        error: ReceiverError = PayloadTooLarge(
+            f"body is {said}; this receiver accepts at most {max_body} bytes (RECEIVER_MAX_BODY)")
         outcome = pipeline.reject(delivery, store, error, keep_body=False)
     elif endpoint is None:
         error = NotFound(f"no endpoint named {name!r} is configured "
