@@ -1,0 +1,359 @@
+"""Durable dispatch: handlers run once per new event after the commit, runs are recorded,
+replay re-runs them, pending events survive a dead process, and several gunicorn workers
+never run one event twice."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from aiosmtpd.controller import Controller
+
+from receiver import on, signals
+from receiver.events import Delivery
+
+from .conftest import all_samples, free_port, sample
+
+
+@pytest.fixture(autouse=True)
+def clean_registry() -> Iterator[None]:
+    signals.reset_registry()
+    yield
+    signals.reset_registry()
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def test_handlers_receive_the_stored_event_for_every_sample(app, client, store) -> None:
+    seen: list[Any] = []
+    on("*")(lambda event, **extra: seen.append((event, extra)))
+    for item in all_samples():
+        answer = client.post("/hooks", data=item.body, headers=item.headers).json
+        event, extra = seen[-1]
+        assert event.id == answer["event_id"]
+        assert event.as_dict() | {"dispatch_status": "pending"} == \
+            store.get_event(event.id).as_dict() | {"dispatch_status": "pending"}
+        assert extra["trigger"] == "delivery" and extra["settings"]["DATABASE"]
+    assert len(seen) == len(all_samples())
+
+
+def test_prefix_source_and_catch_all(client) -> None:
+    calls: list[str] = []
+    on("license.*", name="t.prefix")(lambda event, **_: calls.append("prefix:" + event.event_type))
+    on("license.created", source="licensespring", name="t.ls")(
+        lambda event, **_: calls.append("ls"))
+    signals.event_received.connect(lambda event, **_: calls.append("all"), weak=False)
+    client.post("/hooks", data=sample("keygen", "license.created").body)
+    client.post("/hooks", data=sample("licensespring", "license.created").body)
+    client.post("/hooks", data=sample("fno", "product.updated").body)
+    assert calls == ["prefix:license.created", "all", "prefix:license.created", "ls", "all",
+                     "all"]
+
+
+def test_duplicates_are_never_dispatched_again(client) -> None:
+    calls: list[int] = []
+    on("*")(lambda event, **_: calls.append(event.id))
+    item = sample("zentitle", "entitlement.created")
+    for _ in range(3):
+        client.post("/hooks", data=item.body, headers=item.headers)
+    assert len(calls) == 1
+
+
+def test_one_failing_handler_is_recorded_while_others_run(client, store) -> None:
+    calls: list[str] = []
+
+    @on("license.*", name="tests.flaky")
+    def flaky(event, **extra):
+        raise RuntimeError("CRM is down")
+
+    on("license.*", name="tests.steady")(lambda event, **_: calls.append("steady"))
+    answer = client.post("/hooks", data=sample("keygen", "license.expired").body)
+    assert answer.status_code == 200  # handlers never change the status
+    event_id = answer.json["event_id"]
+    assert calls == ["steady"]
+    runs = {run["handler"]: run for run in store.runs_for_event(event_id)}
+    assert runs["tests.flaky"]["status"] == "error"
+    assert runs["tests.flaky"]["error"] == "RuntimeError: CRM is down"
+    assert "raise RuntimeError" in runs["tests.flaky"]["traceback"]
+    assert runs["tests.steady"]["status"] == "ok" and runs["tests.steady"]["trigger"] == \
+        "delivery"
+    assert store.get_event(event_id).dispatch_status == "failed"
+
+
+def test_replay_only_the_failed_handler(client, store) -> None:
+    state = {"fail": True, "steady": 0}
+
+    @on("license.*", name="tests.flaky")
+    def flaky(event, **extra):
+        if state["fail"]:
+            raise RuntimeError("down")
+
+    @on("license.*", name="tests.steady")
+    def steady(event, **extra):
+        state["steady"] += 1
+
+    event_id = client.post("/hooks", data=sample("keygen", "license.revoked").body).json[
+        "event_id"]
+    state["fail"] = False
+    answer = client.post(f"/api/events/{event_id}/replay", json={"only_failed": True})
+    assert answer.status_code == 200
+    runs = answer.json["runs"]
+    assert [(run["handler"], run["status"], run["trigger"]) for run in runs] == [
+        ("tests.flaky", "ok", "replay")]
+    assert state["steady"] == 1
+    assert store.get_event(event_id).dispatch_status == "done"
+    # Nothing failed any more: only_failed runs nothing.
+    assert client.post(f"/api/events/{event_id}/replay", json={"only_failed": True}).json == {
+        "runs": []}
+    # Named replay runs that handler; an unknown name is a 400.
+    named = client.post(f"/api/events/{event_id}/replay", json={"handlers": ["tests.steady"]})
+    assert [run["handler"] for run in named.json["runs"]] == ["tests.steady"]
+    assert client.post(f"/api/events/{event_id}/replay",
+                       json={"handlers": ["nope"]}).status_code == 400
+    assert client.post("/api/events/99999/replay", json={}).status_code == 404
+
+
+def test_replay_from_the_cli(app, client, db_path) -> None:
+    from click.testing import CliRunner
+
+    from receiver.cli import cli
+
+    on("license.*", name="tests.cli")(lambda event, **_: None)
+    event_id = client.post("/hooks", data=sample("keygen", "license.renewed").body).json[
+        "event_id"]
+    result = CliRunner().invoke(cli, ["replay", str(event_id), "--db", db_path])
+    assert result.exit_code == 0, result.output
+    assert "tests.cli: ok" in result.output
+
+
+def test_background_dispatch_does_not_delay_the_answer(make_app) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    @on("*")
+    def slow(event, **extra):
+        started.set()
+        release.wait(10)
+
+    app = make_app(DISPATCH="background")
+    store = app.extensions["receiver.store"]
+    answer = app.test_client().post("/hooks", data=sample("fno", "device.created").body)
+    assert answer.status_code == 200
+    assert started.wait(10)
+    assert store.get_event(answer.json["event_id"]).dispatch_status == "pending"
+    release.set()
+    app.extensions["receiver.dispatcher"].drain()
+    assert store.get_event(answer.json["event_id"]).dispatch_status == "done"
+
+
+def test_pending_events_are_dispatched_by_a_new_app(make_app, db_path) -> None:
+    """The process died between commit and dispatch: the next start runs the event."""
+    from receiver.store import Store
+
+    calls: list[int] = []
+    on("*")(lambda event, **_: calls.append(event.id))
+    orphan = Store(db_path)
+    orphan.migrate()
+    item = sample("keygen", "license.suspended")
+    from receiver import dialects
+
+    delivery = Delivery(body=item.body, headers=list(item.headers.items()))
+    event = dialects.normalize("keygen", delivery, json.loads(item.body), parsed=True)
+    saved = orphan.save_event(delivery, event, "unchecked")
+    # A worker claimed it and died: its lease has run out.
+    with orphan.write() as conn:
+        conn.execute("UPDATE events SET lease_owner = 'dead', lease_expires = 1")
+    assert orphan.get_event(saved.event_id).dispatch_status == "pending"
+
+    app = make_app(DISPATCH="background")
+    store = app.extensions["receiver.store"]
+    wait_for(lambda: store.get_event(saved.event_id).dispatch_status == "done")
+    assert calls == [saved.event_id]
+
+
+def test_a_live_lease_is_not_taken_over(store, db_path) -> None:
+    from receiver import dialects
+
+    item = sample("keygen", "license.created")
+    delivery = Delivery(body=item.body)
+    event = dialects.normalize("keygen", delivery, json.loads(item.body), parsed=True)
+    saved = store.save_event(delivery, event, "unchecked")
+    first = store.claim_pending("worker-a", lease_seconds=60)
+    assert [e.id for e in first] == [saved.event_id]
+    assert store.claim_pending("worker-b", lease_seconds=60) == []
+
+
+# -- the password-reset mail through the whole app --------------------------------------
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.messages.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield mailbox, port
+    controller.stop()
+
+
+def load_builtin(app: Any) -> None:
+    from receiver import plugins
+
+    plugins.load_plugins(app.config)
+
+
+def test_password_reset_mail_reaches_a_real_smtp_server(make_app, smtp) -> None:
+    mailbox, port = smtp
+    app = make_app(MAIL_RESET_ENABLED=True, SMTP_HOST="127.0.0.1", SMTP_PORT=port,
+                   MAIL_RESET_URL="https://app.example.com/reset?token={token}")
+    load_builtin(app)
+    client = app.test_client()
+    item = sample("keygen", "user.password-reset")
+    payload = json.loads(json.loads(item.body)["data"]["attributes"]["payload"])
+    token = payload["meta"]["passwordResetToken"]
+    email = payload["data"]["attributes"]["email"]
+
+    answer = client.post("/hooks/keygen", data=item.body, headers=item.headers)
+    assert answer.status_code == 200
+    assert len(mailbox.messages) == 1
+    envelope = mailbox.messages[0]
+    assert envelope.rcpt_tos == [email]
+    text = message_from_bytes(envelope.content, policy=policy.default).get_body(
+        ("plain",)).get_content()
+    assert token in text and "https://app.example.com/reset?token=" in text
+
+    detail = client.get(f"/api/events/{answer.json['event_id']}")
+    assert token not in detail.get_data(as_text=True)
+    runs = detail.json["handler_runs"]
+    assert [(run["handler"].rsplit(".", 1)[-1], run["status"]) for run in runs] == [
+        ("mail_password_reset_token", "ok")]
+
+
+def test_smtp_down_is_a_recorded_error_and_still_200(make_app) -> None:
+    app = make_app(MAIL_RESET_ENABLED=True, SMTP_HOST="127.0.0.1", SMTP_PORT=free_port(),
+                   SMTP_TIMEOUT=2)
+    load_builtin(app)
+    answer = app.test_client().post("/hooks", data=sample("keygen", "user.password-reset").body)
+    assert answer.status_code == 200
+    store = app.extensions["receiver.store"]
+    (run,) = store.runs_for_event(answer.json["event_id"])
+    assert run["status"] == "error" and "ConnectionRefusedError" in run["error"]
+    assert store.get_event(answer.json["event_id"]).dispatch_status == "failed"
+
+
+# -- a user's plugin, installed as a real distribution, under several gunicorn workers -----
+
+USER_HANDLER = '''\
+import os, smtplib
+from email.message import EmailMessage
+from receiver import on
+
+@on("*")
+def record(event, **extra):
+    with open(os.environ["HANDLER_LOG"], "a") as log:
+        log.write(f"{event.id} {os.getpid()}\\n")
+
+@on("user.password-reset", source="keygen")
+def mail_token(event, settings, **extra):
+    message = EmailMessage()
+    message["From"], message["To"] = "app@example.com", event.data["data"]["attributes"]["email"]
+    message["Subject"] = "Reset your password"
+    message.set_content("Token: " + event.data["meta"]["passwordResetToken"])
+    with smtplib.SMTP(settings["SMTP_HOST"], settings["SMTP_PORT"]) as smtp:
+        smtp.send_message(message)
+'''
+
+
+def install_user_plugin(site: Path) -> None:
+    (site / "acme_hooks.py").write_text(USER_HANDLER)
+    info = site / "acme_hooks-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-hooks\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[receiver.handlers]\nacme = acme_hooks\n")
+
+
+def test_user_plugin_under_gunicorn_runs_each_event_once(serve, tmp_path, smtp) -> None:
+    mailbox, smtp_port = smtp
+    site = tmp_path / "site"
+    site.mkdir()
+    install_user_plugin(site)
+    handler_log = tmp_path / "handled.log"
+    handler_log.touch()
+    database = str(tmp_path / "served.db")
+
+    # Two events left pending by a process that died before dispatching them.
+    from receiver import dialects
+    from receiver.store import Store
+
+    orphan = Store(database)
+    orphan.migrate()
+    orphans = []
+    for name in ("license.created", "machine.created"):
+        item = sample("keygen", name)
+        delivery = Delivery(body=item.body)
+        event = dialects.normalize("keygen", delivery, json.loads(item.body), parsed=True)
+        orphans.append(orphan.save_event(delivery, event, "unchecked").event_id)
+    orphan.close()
+
+    env = {"PYTHONPATH": f"{site}", "HANDLER_LOG": str(handler_log),
+           "RECEIVER_SMTP_HOST": "127.0.0.1", "RECEIVER_SMTP_PORT": str(smtp_port)}
+    server = serve("--workers", "3", env=env, database=database)
+    plugins = requests.get(server.url + "/-/plugins").json()
+    assert "acme" in json.dumps(plugins)
+
+    bodies = [item for item in all_samples() if item.source in ("licensespring", "zentitle")]
+    reset = sample("keygen", "user.password-reset")
+
+    def post(item):
+        return requests.post(server.url + "/hooks", data=item.body, headers=item.headers)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, [*bodies, *bodies[:10], reset]))
+    assert all(answer.status_code == 200 for answer in answers)
+    new_ids = {answer.json()["event_id"] for answer in answers}
+    expected = new_ids | set(orphans)
+
+    def handled() -> list[int]:
+        return [int(line.split()[0]) for line in handler_log.read_text().splitlines()]
+
+    wait_for(lambda: set(handled()) >= expected, timeout=30)
+    time.sleep(0.5)
+    assert sorted(handled()) == sorted(expected), "an event ran twice or not at all"
+    wait_for(lambda: mailbox.messages, timeout=10)
+    token = json.loads(json.loads(reset.body)["data"]["attributes"]["payload"])["meta"][
+        "passwordResetToken"]
+    assert token in mailbox.messages[0].content.decode()
+
+    with sqlite3.connect(database) as db:
+        pending = db.execute("SELECT count(*) FROM events WHERE dispatch_status = 'pending'")
+        assert pending.fetchone()[0] == 0
+        runs = db.execute("SELECT event_id, count(*) FROM handler_runs WHERE handler LIKE"
+                          " 'acme_hooks.record' GROUP BY event_id HAVING count(*) > 1")
+        assert runs.fetchall() == []
+
