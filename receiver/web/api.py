@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -81,21 +82,49 @@ def replay_event(event_id: int) -> Response:
     return jsonify({"runs": runs})
 
 
+MAX_WAIT_SECONDS = 25.0
+POLL_SECONDS = 0.25
+
+
 @bp.get("/api/deliveries")
 def list_deliveries() -> Response:
+    """Newest first; with ``after=<id>`` a feed, oldest first, of what came after that id.
+    ``wait=<seconds>`` (with ``after``, at most 25) long-polls until something arrives."""
     filters = delivery_filters(request.args)
     limit, cursor = page_args(request.args)
-    after = request.args.get("after")
-    after_id = None
-    if after is not None:
-        if not after.isdigit():
-            raise BadRequest("after must be a delivery id")
-        after_id = int(after)
-    deliveries, next_cursor = get_store().list_deliveries(filters, limit=limit, cursor=cursor,
-                                                          after=after_id)
+    after_id = _int_arg("after")
+    wait = _wait_arg()
+    store = get_store()
+    deadline = time.monotonic() + wait
+    while True:
+        deliveries, next_cursor = store.list_deliveries(filters, limit=limit, cursor=cursor,
+                                                        after=after_id)
+        if deliveries or after_id is None or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_SECONDS)
     revealed = reveal()
     return jsonify({"deliveries": [delivery_json(d, revealed=revealed) for d in deliveries],
                     "next": next_cursor})
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise BadRequest(f"{name} must be a delivery id; got {value!r}")
+    return int(value)
+
+
+def _wait_arg() -> float:
+    value = request.args.get("wait") or "0"
+    try:
+        wait = float(value)
+    except ValueError:
+        raise BadRequest(f"wait must be a number of seconds; got {value!r}") from None
+    if not 0 <= wait <= MAX_WAIT_SECONDS:
+        raise BadRequest(f"wait must be from 0 to {MAX_WAIT_SECONDS:g} seconds; got {value!r}")
+    return wait
 
 
 @bp.get("/api/deliveries/<int:delivery_id>")
