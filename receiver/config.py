@@ -212,8 +212,8 @@ def parse_endpoint(name: str, raw: Any) -> Endpoint:
     username = get("username", parse_str)
     password = get("password", parse_str)
     tokens = _as_tuple(raw, "token", "tokens", where)
-    if auth == "basic" and (username is None or password is None):
-        raise ConfigError(f"{where}.auth: 'basic' needs username and password")
+    if auth == "basic" and not (username and password):
+        raise ConfigError(f"{where}.auth: 'basic' needs a non-empty username and password")
     if auth == "bearer" and not tokens:
         raise ConfigError(f"{where}.auth: 'bearer' needs token (or tokens)")
     allow_ips = _as_tuple(raw, "allow_ips", "allow_ips", where)
@@ -257,8 +257,10 @@ def read_toml(path: str) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"RECEIVER_CONFIG: no such file {path!r}") from None
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"RECEIVER_CONFIG: {path} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"RECEIVER_CONFIG: cannot read {path!r}: {error.strerror}") from None
 
 
 def load_settings(

@@ -265,7 +265,8 @@ class Store:
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite may already have rolled back (SQLITE_FULL)
+                    conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
         except sqlite3.OperationalError as error:
@@ -389,9 +390,13 @@ class Store:
             where.append("received_at < ?")
             params.append(filters.until)
         if filters.q:
-            self.catch_up_search()
-            where.append("id IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
-            params.append(self.db.quote_fts(filters.q))
+            query = self.db.quote_fts(filters.q)
+            if not any(char.isalnum() for char in query):
+                where.append("0")  # nothing searchable (only quotes or punctuation)
+            else:
+                self.catch_up_search()
+                where.append("id IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
+                params.append(query)
         return where, params
 
     def event_counts(self) -> dict[str, int]:

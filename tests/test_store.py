@@ -453,11 +453,8 @@ def test_store_search_combines_with_filters_and_paging(store: Store) -> None:
     "'",
     "license.created",
     "jane.doe@example.com",
-    pytest.param('"', marks=pytest.mark.xfail(
-        reason='BUG: q=\'"\' quotes to an empty FTS query and sqlite raises "fts5: syntax '
-               'error" (a 500 through the API)', strict=True)),
-    pytest.param('""', marks=pytest.mark.xfail(
-        reason="BUG: q of only double quotes is an fts5 syntax error", strict=True)),
+    '"',
+    '""',
 ])
 def test_store_search_quotes_fts_syntax(store: Store, query: str) -> None:
     save(store, "evt-1", data={"email": "jane.doe@example.com"})
@@ -697,9 +694,6 @@ def test_store_full_database_is_storage_unavailable(store: Store) -> None:
     assert save(store, "evt-full", delivery=big).event_id != kept.event_id
 
 
-@pytest.mark.xfail(reason="BUG: Store.write() issues ROLLBACK after SQLite already rolled "
-                   "back on SQLITE_FULL; 'cannot rollback - no transaction is active' "
-                   "replaces 'database or disk is full' in the 503 message", strict=True)
 def test_store_full_database_message_says_full(store: Store) -> None:
     fill_up(store)
     with pytest.raises(StorageUnavailable) as caught:
