@@ -60,6 +60,10 @@ def replay(store: Store, settings: Mapping[str, Any], event_id: int, *,
     return run_event(store, settings, event, owner="replay", trigger="replay", names=names)
 
 
+def _owner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 class Dispatcher:
     """Per-process dispatch: sync (before answering) or a background thread."""
 
@@ -67,20 +71,34 @@ class Dispatcher:
         self.store = store
         self.settings = settings
         self.mode = settings.get("DISPATCH", "background")
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._owner = _owner_name()
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
 
+    @property
+    def owner(self) -> str:
+        """The lease name of this process's dispatcher (renewed after a fork)."""
+        if self._pid != os.getpid():
+            self._reset_after_fork()
+        return self._owner
+
     def submit(self, event_id: int) -> None:
-        """Hand a freshly committed event over; in sync mode it runs now."""
+        """Hand over an event that was stored leased to us; in sync mode it runs now."""
         if self.mode == "sync":
-            self.dispatch(event_id)
+            self.run_leased(event_id)
             return
         self._ensure_thread()
         self._queue.put(event_id)
+
+    def run_leased(self, event_id: int) -> None:
+        """Run an event this dispatcher holds the lease on (taken when it was stored)."""
+        event = self.store.get_event(event_id)
+        if event.dispatch_status != "pending":
+            return
+        run_event(self.store, self.settings, event, owner=self.owner)
 
     def dispatch(self, event_id: int | None = None, limit: int = 20) -> int:
         """Claim and run pending events (one, or a sweep); returns how many ran."""
@@ -98,12 +116,16 @@ class Dispatcher:
         if self.mode == "background":
             self._ensure_thread()
 
+    def _reset_after_fork(self) -> None:
+        """Threads and leases do not survive fork: the child is a new dispatcher."""
+        self._pid = os.getpid()
+        self._thread = None
+        self._queue = queue.Queue()
+        self._owner = _owner_name()
+
     def _ensure_thread(self) -> None:
-        if self._pid != os.getpid():  # forked: threads do not survive fork
-            self._pid = os.getpid()
-            self._thread = None
-            self._queue = queue.Queue()
-            self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        if self._pid != os.getpid():
+            self._reset_after_fork()
         if self._thread is not None and self._thread.is_alive():
             return
         with self._lock:
@@ -124,7 +146,7 @@ class Dispatcher:
             try:
                 if event_id is None:
                     break
-                self.dispatch(event_id)
+                self.run_leased(event_id)
             except Exception:
                 log.exception("dispatch of event %s failed", event_id)
             finally:

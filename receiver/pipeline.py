@@ -7,10 +7,11 @@ with its reason; a 2xx is only returned after the commit.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import dialects
+from . import dialects, signals
 from .config import SOURCES, Endpoint
 from .errors import ReceiverError, Unauthorized
 from .events import Delivery
@@ -24,7 +25,7 @@ class Outcome:
     body: dict[str, Any]
     delivery_id: int
     event_id: int | None = None
-    new_event: bool = False
+    to_dispatch: bool = False  # a new event with handlers, leased to the dispatcher
 
 
 def ping_source(endpoint: Endpoint) -> str:
@@ -35,7 +36,17 @@ def ping_source(endpoint: Endpoint) -> str:
     return endpoint.name if endpoint.name in SOURCES else "generic"
 
 
-def receive(delivery: Delivery, endpoint: Endpoint, store: Store) -> Outcome:
+def receive(
+    delivery: Delivery,
+    endpoint: Endpoint,
+    store: Store,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    dispatcher_id: str | None = None,
+) -> Outcome:
+    """Run one delivery through the steps. ``dispatcher_id`` names who will run the event's
+    handlers (it gets the lease in the storing transaction); without it, or when no handler
+    matches, the event is stored as dispatched."""
     source: str | None = None
     verdict: Verdict | None = None
     try:
@@ -65,7 +76,9 @@ def receive(delivery: Delivery, endpoint: Endpoint, store: Store) -> Outcome:
         )
         return Outcome(error.status, {"ok": False, "error": error.message,
                                       "delivery_id": delivery_id}, delivery_id)
-    saved = store.save_event(delivery, event, verdict.status, verdict.reason)
+    wanted = dispatcher_id is not None and bool(signals.handlers_for(event, settings or {}))
+    saved = store.save_event(delivery, event, verdict.status, verdict.reason,
+                             dispatch_to=dispatcher_id if wanted else None)
     return Outcome(
         200,
         {
@@ -79,7 +92,7 @@ def receive(delivery: Delivery, endpoint: Endpoint, store: Store) -> Outcome:
         },
         saved.delivery_id,
         saved.event_id,
-        new_event=not saved.duplicate,
+        to_dispatch=not saved.duplicate and wanted,
     )
 
 

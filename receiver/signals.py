@@ -25,12 +25,22 @@ import time
 import traceback
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from blinker import NamedSignal, Namespace
 
 from .config import SOURCES
 from .events import Event, utc_now_iso
+
+
+class Routable(Protocol):
+    """What choosing handlers needs: a stored ``Event`` or a not yet stored record."""
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def event_type(self) -> str: ...
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +146,7 @@ class Handler:
     def module(self) -> str:
         return getattr(self.fn, "__module__", None) or type(self.fn).__module__
 
-    def matches(self, event: Event) -> bool:
+    def matches(self, event: Routable) -> bool:
         if self.source is not None and self.source != event.source:
             return False
         return pattern_matches(self.pattern, event.event_type)
@@ -297,7 +307,7 @@ def disabled_plugins(settings: Settings) -> set[str]:
 
 
 def handlers_for(
-    event: Event, settings: Settings, *, names: Iterable[str] | None = None
+    event: Routable, settings: Settings, *, names: Iterable[str] | None = None
 ) -> list[Handler]:
     """The handlers to run for ``event``: deduplicated, in a stable order.
 

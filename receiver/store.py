@@ -10,6 +10,7 @@ sees every event.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import sqlite3
@@ -121,9 +122,11 @@ RUN_COLUMNS = "id, event_id, handler, status, error, traceback, started_at, dura
 
 _INSERT_EVENT = """
 INSERT INTO events (source, event_type, vendor_event, external_id, occurred_at, received_at,
-                    account, actor, subject_type, subject_id, endpoint, signature_status, data)
+                    account, actor, subject_type, subject_id, endpoint, signature_status, data,
+                    dispatch_status, lease_owner, lease_expires)
 VALUES (:source, :event_type, :vendor_event, :external_id, :occurred_at, :received_at,
-        :account, :actor, :subject_type, :subject_id, :endpoint, :signature_status, :data)
+        :account, :actor, :subject_type, :subject_id, :endpoint, :signature_status, :data,
+        :dispatch_status, :lease_owner, :lease_expires)
 ON CONFLICT (source, external_id) DO UPDATE SET delivery_count = delivery_count + 1
 RETURNING id, delivery_count, event_type
 """
@@ -200,6 +203,7 @@ class Store:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._writer = WriterQueue(os.path.abspath(path) + ".lock")
 
     # -- connections -------------------------------------------------------------------
 
@@ -258,7 +262,23 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """A short write transaction. A database that cannot take it raises 503."""
+        """A short write transaction. A database that cannot take it raises 503.
+
+        Writers queue on a process lock and an OS file lock first, so the next writer wakes
+        the moment the last one commits instead of sleeping in SQLite's busy handler.
+        """
+        try:
+            self._writer.__enter__()
+        except OSError as error:
+            raise StorageUnavailable(f"the database cannot take the write now: {error}") from error
+        try:
+            with self._transaction() as conn:
+                yield conn
+        finally:
+            self._writer.__exit__()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -286,9 +306,21 @@ class Store:
         event: NormalizedEvent,
         signature_status: str,
         signature_reason: str | None = None,
+        *,
+        dispatch_to: str | None = None,
+        lease_seconds: float = 45.0,
     ) -> Saved:
-        """Store the delivery and its event in one transaction; a known event counts up."""
+        """Store the delivery and its event in one transaction; a known event counts up.
+
+        ``dispatch_to`` names the dispatcher that will run the event's handlers: the event is
+        stored ``pending`` and leased to it in the same transaction, so no second write is
+        needed to claim it, and another worker takes it over if the lease runs out. Without
+        handlers to run (None) the event is stored ``done``.
+        """
         event_params = event.as_dict()
+        event_params["dispatch_status"] = "pending" if dispatch_to else "done"
+        event_params["lease_owner"] = dispatch_to
+        event_params["lease_expires"] = time.time() + lease_seconds if dispatch_to else None
         event_params["data"] = json.dumps(event.data, ensure_ascii=False,
                                           separators=(",", ":"))
         event_params["received_at"] = delivery.received_at
@@ -585,6 +617,35 @@ class Store:
         with os.fdopen(fd, "w") as handle:
             handle.write(key)
         return key
+
+
+class WriterQueue:
+    """Serialize writers: a lock between this process's threads, then ``flock`` on a file
+    beside the database between processes (re-opened after a fork)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            if self._fd is None or self._pid != os.getpid():
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                self._pid = os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
 
 
 def _event(row: Sequence[Any]) -> Event:

@@ -176,10 +176,9 @@ def test_pending_events_are_dispatched_by_a_new_app(make_app, db_path) -> None:
 
     delivery = Delivery(body=item.body, headers=list(item.headers.items()))
     event = dialects.normalize("keygen", delivery, json.loads(item.body), parsed=True)
-    saved = orphan.save_event(delivery, event, "unchecked")
-    # A worker claimed it and died: its lease has run out.
-    with orphan.write() as conn:
-        conn.execute("UPDATE events SET lease_owner = 'dead', lease_expires = 1")
+    # Stored leased to a worker that died before running it: the lease has run out.
+    saved = orphan.save_event(delivery, event, "unchecked", dispatch_to="dead-worker",
+                              lease_seconds=-1)
     assert orphan.get_event(saved.event_id).dispatch_status == "pending"
 
     app = make_app(DISPATCH="background")
@@ -194,7 +193,8 @@ def test_a_live_lease_is_not_taken_over(store, db_path) -> None:
     item = sample("keygen", "license.created")
     delivery = Delivery(body=item.body)
     event = dialects.normalize("keygen", delivery, json.loads(item.body), parsed=True)
-    saved = store.save_event(delivery, event, "unchecked")
+    saved = store.save_event(delivery, event, "unchecked", dispatch_to="worker-a",
+                             lease_seconds=-1)
     first = store.claim_pending("worker-a", lease_seconds=60)
     assert [e.id for e in first] == [saved.event_id]
     assert store.claim_pending("worker-b", lease_seconds=60) == []
@@ -318,7 +318,8 @@ def test_user_plugin_under_gunicorn_runs_each_event_once(serve, tmp_path, smtp) 
         item = sample("keygen", name)
         delivery = Delivery(body=item.body)
         event = dialects.normalize("keygen", delivery, json.loads(item.body), parsed=True)
-        orphans.append(orphan.save_event(delivery, event, "unchecked").event_id)
+        orphans.append(orphan.save_event(delivery, event, "unchecked", dispatch_to="crashed",
+                                         lease_seconds=-1).event_id)
     orphan.close()
 
     env = {"PYTHONPATH": f"{site}", "HANDLER_LOG": str(handler_log),

@@ -48,9 +48,12 @@ def make_delivery(body: bytes = b'{"hello": "world"}', **fields: Any) -> Deliver
 
 def save(store: Store, external_id: str, event_type: str = "license.created", *,
          signature_status: str = "unchecked", delivery: Delivery | None = None,
-         **fields: Any) -> Any:
+         dispatch_to: str | None = "ingest-worker", **fields: Any) -> Any:
+    """Store an event with handlers to run, leased to a worker whose lease already ran out
+    (so any owner may claim it), as after a crash between commit and dispatch."""
     return store.save_event(delivery or make_delivery(),
-                            make_event(external_id, event_type, **fields), signature_status)
+                            make_event(external_id, event_type, **fields), signature_status,
+                            dispatch_to=dispatch_to, lease_seconds=-1)
 
 
 def ids(events: list[Any]) -> list[int]:
@@ -133,11 +136,17 @@ def test_store_two_stores_migrating_one_file_both_work(tmp_path: Path) -> None:
 # -- the ingest write ---------------------------------------------------------------------
 
 
+def test_store_event_without_handlers_is_stored_done(store: Store) -> None:
+    saved = store.save_event(make_delivery(), make_event("evt-done"), "unchecked")
+    assert store.get_event(saved.event_id).dispatch_status == "done"
+    assert store.claim_pending("any", lease_seconds=60) == []
+
+
 def test_store_save_event_stores_event_and_delivery(store: Store) -> None:
     delivery = make_delivery(body=b'{"exact": "bytes"}', endpoint="keygen", path="/hooks/keygen",
                              query="a=1", received_at="2024-06-03T10:00:00.000Z")
     saved = store.save_event(delivery, make_event("evt-1", data={"k": "v"}), "valid",
-                             "signature matches")
+                             "signature matches", dispatch_to="ingest-worker")
     assert saved.duplicate is False
     assert saved.event_type == "license.created"
 
@@ -338,7 +347,7 @@ def varied(store: Store) -> dict[str, int]:
                           else "default"),
             make_event(name, row["event_type"], source=row["source"], account=row["account"],
                        subject_id=row["subject_id"]),
-            row["signature_status"],
+            row["signature_status"], dispatch_to="ingest-worker",
         )
         made[name] = saved.event_id
     store.record_runs(made["fno-ent"], [run("h", "error", "boom")], trigger="delivery")

@@ -70,6 +70,7 @@ def endpoint_for(name: str) -> Endpoint | None:
 @bp.route("/hooks/<name>", methods=["POST"], provide_automatic_options=False)
 def receive(name: str) -> Response:
     store = current_app.extensions["receiver.store"]
+    dispatcher = current_app.extensions["receiver.dispatcher"]
     max_body = current_app.config["MAX_BODY"]
     body, fits = read_body(max_body)
     delivery = build_delivery(name, body)
@@ -85,9 +86,10 @@ def receive(name: str) -> Response:
                          "(RECEIVER_STRICT_ENDPOINTS is on)")
         outcome = pipeline.reject(delivery, store, error)
     else:
-        outcome = pipeline.receive(delivery, endpoint, store)
-    if outcome.new_event and outcome.event_id is not None:
-        current_app.extensions["receiver.dispatcher"].submit(outcome.event_id)
+        outcome = pipeline.receive(delivery, endpoint, store, settings=current_app.config,
+                                   dispatcher_id=dispatcher.owner)
+    if outcome.to_dispatch and outcome.event_id is not None:
+        dispatcher.submit(outcome.event_id)
     response = json_response(outcome.status, outcome.body)
     if outcome.status == 413:
         response.headers["Connection"] = "close"
