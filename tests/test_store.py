@@ -504,6 +504,27 @@ def test_store_claim_pending_with_a_negative_lease(store: Store) -> None:
     assert ids(store.claim_pending("worker-b", lease_seconds=60)) == [event_id]
 
 
+def test_store_event_leased_at_save_waits_for_its_lease(store: Store) -> None:
+    saved = store.save_event(make_delivery(), make_event("evt-leased"), "unchecked",
+                             dispatch_to="ingest-1", lease_seconds=60)
+    event = store.get_event(saved.event_id)
+    assert event.dispatch_status == "pending"
+    assert store.claim_pending("sweeper", lease_seconds=60) == []
+    # A duplicate delivery neither re-leases nor frees it.
+    again = store.save_event(make_delivery(), make_event("evt-leased"), "unchecked",
+                             dispatch_to="ingest-2", lease_seconds=-1)
+    assert again.duplicate is True
+    assert store.claim_pending("sweeper", lease_seconds=60) == []
+    owner = store.conn.execute("SELECT lease_owner FROM events WHERE id = ?",
+                               (saved.event_id,)).fetchone()[0]
+    assert owner == "ingest-1"
+    # ingest-1 died: once its lease ran out a sweeper takes the event over.
+    with store.write() as conn:
+        conn.execute("UPDATE events SET lease_expires = lease_expires - 3600 WHERE id = ?",
+                     (saved.event_id,))
+    assert ids(store.claim_pending("sweeper", lease_seconds=60)) == [saved.event_id]
+
+
 def test_store_claim_pending_by_id_and_limit(store: Store) -> None:
     made = [save(store, f"evt-{n}").event_id for n in range(5)]
     assert ids(store.claim_pending("w", lease_seconds=60, event_id=made[3])) == [made[3]]
