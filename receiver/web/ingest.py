@@ -39,16 +39,31 @@ def read_body(max_body: int) -> tuple[bytes, bool]:
             return b"", False
 
 
+def environ_headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
+    """Headers as the WSGI server passed them on, in its order (as werkzeug's EnvironHeaders
+    but without building that object on the hot path)."""
+    headers = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            name = key[5:].replace("_", "-").title()
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            name = key.replace("_", "-").title()
+        else:
+            continue
+        headers.append((name, value))
+    return headers
+
+
 def build_delivery(endpoint_name: str, body: bytes) -> Delivery:
     environ = request.environ
     return Delivery(
         body=body,
-        headers=list(request.headers.items()),
+        headers=environ_headers(environ),
         endpoint=endpoint_name,
-        method=request.method,
+        method=environ["REQUEST_METHOD"],
         path=request.path,
         query=environ.get("QUERY_STRING", ""),
-        remote_addr=request.remote_addr,
+        remote_addr=environ.get("REMOTE_ADDR"),
     )
 
 
