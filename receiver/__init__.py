@@ -26,11 +26,15 @@ def resource_dir(name: str) -> Path:
     return checkout if checkout.is_dir() else PACKAGE_DIR / name
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app: settings, store, plugins, blueprints, dispatcher."""
+def create_app(config: Mapping[str, Any] | None = None, *, background: bool = True) -> Flask:
+    """Build the app: settings, store, plugins, blueprints, dispatcher.
+
+    ``background=False`` starts no threads (one-off commands such as ``receiver replay``).
+    """
     from . import plugins, verify, web
     from .config import load_settings
     from .dispatch import Dispatcher
+    from .maintenance import Maintenance
     from .store import Store
 
     settings = load_settings(config)
@@ -51,6 +55,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     dispatcher = Dispatcher(store, app.config)
     app.extensions["receiver.dispatcher"] = dispatcher
 
+    maintenance = Maintenance(store, app.config)
+    app.extensions["receiver.maintenance"] = maintenance
+
     web.init_app(app)
-    dispatcher.start()
+    if background:
+        dispatcher.start()
+        if not app.testing:
+            maintenance.start()
     return app

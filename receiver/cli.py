@@ -6,9 +6,11 @@ Commands that read the history open the local database named by the settings
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -318,7 +320,7 @@ def replay(event_id: int, only_failed: bool, handlers: tuple[str, ...], db: str 
     """Re-run handlers on a stored event; runs are recorded with trigger=replay."""
     from . import create_app, dispatch
 
-    app = create_app({"DATABASE": db} if db else None)
+    app = create_app({"DATABASE": db} if db else None, background=False)
     store = app.extensions["receiver.store"]
     try:
         runs = dispatch.replay(store, app.config, event_id, only_failed=only_failed,
@@ -351,6 +353,37 @@ def export(output: Any, reveal: bool, db: str | None, **options: Any) -> None:
         if not reveal:
             record["data"] = mask_data(record["data"])
         output.write(json.dumps(record) + "\n")
+
+
+def parse_age(value: str) -> dt.timedelta:
+    """``30d``, ``12h``, ``90m``, ``2w``."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", value or "")
+    if not match:
+        raise ValueError(f"expected an age such as 30d, 12h or 2w; got {value!r}")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    return dt.timedelta(**{unit[match.group(2)]: int(match.group(1))})
+
+
+@cli.command()
+@click.option("--older-than", "older_than", required=True,
+              help="Age such as 30d, 12h, 2w: delete what was first received before that.")
+@click.option("--event-type", default=None, help="Only this type (exact or prefix.*).")
+@db_option
+def purge(older_than: str, event_type: str | None, db: str | None) -> None:
+    """Delete old events with their deliveries and handler runs (and old refused deliveries)."""
+    from .events import format_time
+
+    try:
+        age = parse_age(older_than)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--older-than") from None
+    if event_type:
+        _filters({"event_type": event_type})
+    store = _open_store(db)
+    cutoff = format_time(dt.datetime.now(dt.UTC) - age)
+    counts = store.purge(cutoff, event_type=event_type)
+    click.echo(f"deleted {counts['events']} events, {counts['deliveries']} deliveries, "
+               f"{counts['handler_runs']} handler runs received before {cutoff}")
 
 
 @cli.command("plugins")

@@ -6,6 +6,7 @@ Masked: signature and credential headers, and payload fields that are keys or to
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -62,7 +63,8 @@ def mask_headers(headers: Iterable[Iterable[str]]) -> list[list[str]]:
 
 
 def secret_strings(document: Any) -> list[str]:
-    """Every secret value in a JSON document, to scrub from raw text views."""
+    """Every secret value in a JSON document, to scrub from raw text views. Strings that
+    hold JSON themselves (Keygen's ``payload``) are searched too."""
     found: list[str] = []
     if isinstance(document, dict):
         for key, value in document.items():
@@ -73,7 +75,31 @@ def secret_strings(document: Any) -> list[str]:
     elif isinstance(document, list):
         for item in document:
             found.extend(secret_strings(item))
+    elif isinstance(document, str) and document[:1] in ("{", "["):
+        try:
+            found.extend(secret_strings(json.loads(document)))
+        except ValueError:
+            pass
     return found
+
+
+# "licenseKey": "value" in JSON text, or \"licenseKey\":\"value\" inside a JSON string:
+# the fallback for bodies that do not parse.
+_SECRET_PAIR = re.compile(
+    r'\\?"(?P<name>[A-Za-z0-9_\-]+)\\?"\s*:\s*\\?"(?P<value>(?:[^"\\]|\\[^"])*)\\?"')
+
+
+def mask_body(text: str, extra: Iterable[str] = ()) -> str:
+    """A raw body as text with every secret value masked, whether or not it parses."""
+    secrets = list(extra)
+    try:
+        secrets.extend(secret_strings(json.loads(text)))
+    except (ValueError, RecursionError):
+        pass
+    for match in _SECRET_PAIR.finditer(text):
+        if is_secret_field(match.group("name")) and match.group("value"):
+            secrets.append(match.group("value"))
+    return mask_text(text, secrets)
 
 
 def mask_text(text: str, secrets: Iterable[str]) -> str:

@@ -310,9 +310,6 @@ def test_cli_replay_unknown_event(runner: CliRunner, db_path: str, history: Any)
     assert invoke(runner, "replay", "abc", "--db", db_path, code=2).output
 
 
-@pytest.mark.xfail(reason="BUG: CONTRACT §7 'receiver purge --older-than 30d [--event-type T]' "
-                   "is not implemented (no command, no Store.purge; RETENTION_DAYS is unused)",
-                   strict=True)
 def test_cli_purge_older_than(runner: CliRunner, db_path: str, store: Any) -> None:
     from receiver.events import Delivery, NormalizedEvent
 

@@ -15,7 +15,7 @@ from ..errors import BadRequest
 from ..events import Event
 from ..store import Store
 from .access import is_signed_in
-from .filters import delivery_filters, event_filters, page_args
+from .filters import delivery_filters, event_filters, page_args, parse_id
 
 bp = Blueprint("api", __name__)
 
@@ -92,7 +92,7 @@ def list_deliveries() -> Response:
     ``wait=<seconds>`` (with ``after``, at most 25) long-polls until something arrives."""
     filters = delivery_filters(request.args)
     limit, cursor = page_args(request.args)
-    after_id = _int_arg("after")
+    after_id = parse_id(request.args.get("after"), "after (a delivery id)")
     wait = _wait_arg()
     store = get_store()
     deadline = time.monotonic() + wait
@@ -105,15 +105,6 @@ def list_deliveries() -> Response:
     revealed = reveal()
     return jsonify({"deliveries": [delivery_json(d, revealed=revealed) for d in deliveries],
                     "next": next_cursor})
-
-
-def _int_arg(name: str) -> int | None:
-    value = request.args.get(name)
-    if value is None or value == "":
-        return None
-    if not value.isdigit():
-        raise BadRequest(f"{name} must be a delivery id; got {value!r}")
-    return int(value)
 
 
 def _wait_arg() -> float:
@@ -141,20 +132,15 @@ def show_delivery(delivery_id: int) -> Response:
             answer["body_base64"] = base64.b64encode(body).decode()
         else:
             if not revealed:
-                text = mask.mask_text(text, _secrets_in(store, record))
+                text = mask.mask_body(text, _event_secrets(store, record))
             answer["body_text"] = text
     return jsonify(answer)
 
 
-def _secrets_in(store: Store, record: dict[str, Any]) -> list[str]:
+def _event_secrets(store: Store, record: dict[str, Any]) -> list[str]:
     if record.get("event_id") is None:
-        body = record.get("body") or b""
-        try:
-            return mask.secret_strings(json.loads(body))
-        except ValueError:
-            return []
-    event = store.get_event(record["event_id"])
-    return mask.secret_strings(event.data)
+        return []
+    return mask.secret_strings(store.get_event(record["event_id"]).data)
 
 
 @bp.get("/api/deliveries/<int:delivery_id>/raw")

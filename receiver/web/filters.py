@@ -13,6 +13,17 @@ from ..store import DeliveryFilters, EventFilters
 SIGNATURE_STATUSES = ("valid", "invalid", "unsigned", "unchecked")
 DISPATCH_STATUSES = ("pending", "done", "failed")
 MAX_LIMIT = 500
+MAX_ID = 2**63 - 1  # SQLite's integer range
+DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def parse_id(value: str | None, name: str) -> int | None:
+    """An id-like parameter (cursor, after): ASCII digits within SQLite's integer range."""
+    if value is None or value == "":
+        return None
+    if not DIGITS.fullmatch(value) or int(value) > MAX_ID:
+        raise BadRequest(f"{name} must be an id from a previous answer; got {value!r}")
+    return int(value)
 EVENT_TYPE = re.compile(r"^(\*|[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*(\.\*)?)$")
 
 
@@ -55,7 +66,8 @@ def event_filters(args: Mapping[str, str]) -> EventFilters:
 
 def delivery_filters(args: Mapping[str, str]) -> DeliveryFilters:
     status = args.get("status_code") or None
-    if status is not None and not (status.isdigit() and 100 <= int(status) <= 599):
+    if status is not None and not (re.fullmatch(r"[0-9]{3}", status)
+                                   and 100 <= int(status) <= 599):
         raise BadRequest(f"status_code must be an HTTP status such as 400; got {status!r}")
     return DeliveryFilters(
         endpoint=args.get("endpoint") or None,
@@ -68,10 +80,7 @@ def delivery_filters(args: Mapping[str, str]) -> DeliveryFilters:
 def page_args(args: Mapping[str, str]) -> tuple[int, int | None]:
     """``limit`` (default 50, at most 500) and the keyset ``cursor``."""
     raw_limit = args.get("limit") or "50"
-    if not raw_limit.isdigit() or int(raw_limit) < 1:
+    if not DIGITS.fullmatch(raw_limit) or int(raw_limit) < 1:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}; got {raw_limit!r}")
-    raw_cursor = args.get("cursor") or None
-    if raw_cursor is not None and not raw_cursor.isdigit():
-        raise BadRequest(f"cursor must be a value from a previous answer's next; got "
-                         f"{raw_cursor!r}")
-    return min(int(raw_limit), MAX_LIMIT), int(raw_cursor) if raw_cursor else None
+    cursor = parse_id(args.get("cursor"), "cursor (a value from a previous answer's next)")
+    return min(int(raw_limit), MAX_LIMIT), cursor

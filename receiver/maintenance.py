@@ -1,0 +1,67 @@
+"""Background upkeep, one thread per process: WAL checkpoints, the search index and
+retention, all off the request path."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .events import format_time
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 1.0
+SEARCH_EVERY = 10  # ticks
+RETENTION_EVERY = 600  # ticks
+
+
+def retention_cutoff(days: int, now: dt.datetime | None = None) -> str:
+    """The ISO time before which ``days`` of retention lets data go."""
+    now = now or dt.datetime.now(dt.UTC)
+    return format_time(now - dt.timedelta(days=days))
+
+
+class Maintenance:
+    def __init__(self, store: Store, settings: Mapping[str, Any]) -> None:
+        self.store = store
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def start(self) -> None:
+        """Start (or restart after a fork) the upkeep thread."""
+        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="receiver-maintenance",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run_once(self, tick: int = 0) -> None:
+        self.store.checkpoint()
+        if tick % SEARCH_EVERY == 0:
+            self.store.catch_up_search()
+        days = self.settings.get("RETENTION_DAYS")
+        if days and tick % RETENTION_EVERY == 0:
+            counts = self.store.purge(retention_cutoff(days))
+            if any(counts.values()):
+                log.info("retention (%s days): deleted %s", days, counts)
+
+    def _loop(self) -> None:
+        tick = 0
+        while not self._stop.wait(TICK_SECONDS if tick else 0):
+            try:
+                self.run_once(tick)
+            except Exception:  # retried next tick; a full disk must not kill the thread
+                log.exception("maintenance failed")
+            tick += 1

@@ -1,0 +1,78 @@
+"""Retention: purge removes events with their deliveries, runs and search entries."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from receiver.events import Delivery, NormalizedEvent
+from receiver.maintenance import Maintenance, retention_cutoff
+from receiver.store import DeliveryFilters, EventFilters
+
+
+def add(store, external_id: str, received_at: str, event_type: str = "license.created",
+        body: bytes = b"{}") -> int:
+    saved = store.save_event(
+        Delivery(body=body, received_at=received_at),
+        NormalizedEvent(source="generic", event_type=event_type, vendor_event=event_type,
+                        external_id=external_id, occurred_at=None, account=None, actor=None,
+                        subject_type=event_type.split(".")[0], subject_id=external_id,
+                        data={"word": external_id}),
+        "unchecked", dispatch_to="w")
+    store.record_runs(saved.event_id, [{"handler": "h", "status": "ok", "error": None,
+                                        "traceback": None, "started_at": received_at,
+                                        "duration_ms": 1.0}], trigger="delivery")
+    return saved.event_id
+
+
+def test_purge_deletes_events_deliveries_runs_and_search_entries(store) -> None:
+    old = add(store, "oldzebra", "2020-01-01T00:00:00.000Z")
+    new = add(store, "newzebra", "2999-01-01T00:00:00.000Z")
+    store.save_rejected(Delivery(body=b"{bad", received_at="2020-01-01T00:00:00.000Z"),
+                        status_code=400, error="bad")
+    store.catch_up_search()
+    counts = store.purge("2025-01-01T00:00:00.000Z")
+    assert counts == {"events": 1, "deliveries": 2, "handler_runs": 1}
+    assert [e.id for e in store.list_events(EventFilters(), limit=10)[0]] == [new]
+    assert store.runs_for_event(old) == []
+    assert store.list_events(EventFilters(q="oldzebra"))[0] == []
+    assert [e.id for e in store.list_events(EventFilters(q="newzebra"))[0]] == [new]
+    assert len(store.list_deliveries(DeliveryFilters())[0]) == 1
+    # The FTS index stays consistent for the rows it still holds.
+    store.conn.execute("INSERT INTO events_fts (events_fts) VALUES ('integrity-check')")
+
+
+def test_purge_by_event_type_prefix_in_batches(store) -> None:
+    for number in range(7):
+        add(store, f"ping{number}", "2020-01-01T00:00:00.000Z", "webhook.test")
+    kept = add(store, "license", "2020-01-01T00:00:00.000Z", "license.created")
+    store.save_rejected(Delivery(body=b"x", received_at="2020-01-01T00:00:00.000Z"),
+                        status_code=400, error="bad")
+    counts = store.purge("2025-01-01T00:00:00.000Z", event_type="webhook.*", batch=3)
+    assert counts["events"] == 7
+    assert [e.id for e in store.list_events(EventFilters(), limit=10)[0]] == [kept]
+    assert len(store.list_deliveries(DeliveryFilters(rejected=True))[0]) == 1
+
+
+def test_retention_days_applied_by_maintenance(make_app) -> None:
+    app = make_app(RETENTION_DAYS=30)
+    store = app.extensions["receiver.store"]
+    now = dt.datetime.now(dt.UTC)
+    add(store, "ancient", retention_cutoff(31, now))
+    recent = add(store, "recent", retention_cutoff(1, now))
+    Maintenance(store, app.config).run_once(0)
+    assert [e.id for e in store.list_events(EventFilters(), limit=10)[0]] == [recent]
+
+
+def test_freed_pages_are_reused_without_vacuum(store) -> None:
+    body = b"x" * 4000
+    for number in range(300):
+        add(store, f"a{number}", "2020-01-01T00:00:00.000Z", body=body)
+    store.checkpoint()
+    pages_full = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    store.purge("2025-01-01T00:00:00.000Z")
+    assert store.conn.execute("PRAGMA freelist_count").fetchone()[0] > 0
+    for number in range(300):
+        add(store, f"b{number}", "2999-01-01T00:00:00.000Z", body=body)
+    store.checkpoint()
+    pages_after = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    assert pages_after <= pages_full * 1.1
