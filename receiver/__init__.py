@@ -46,7 +46,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, background: bool = Tr
     app.config.update(settings)
     logging.basicConfig(level=logging.INFO)
 
-    store = Store(app.config["DATABASE"])
+    store = Store(app.config["DATABASE"], busy_timeout_ms=app.config["BUSY_TIMEOUT"],
+                  max_size=app.config["MAX_DATABASE_SIZE"])
     store.migrate()
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = store.secret_key()

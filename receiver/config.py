@@ -116,6 +116,13 @@ SETTINGS: list[Setting] = [
             "Answer 404 for /hooks/<name> when <name> is not configured."),
     Setting("RETENTION_DAYS", optional(parse_int), None,
             "Delete deliveries, events and runs older than this many days."),
+    Setting("BUSY_TIMEOUT", parse_int, 5000,
+            "Milliseconds a write waits for the database lock before answering 503."),
+    Setting("MAX_DATABASE_SIZE", optional(parse_size), None,
+            "Cap on the database file (bytes, 1GiB...); beyond it ingest answers 503."),
+    Setting("DISPATCH_LEASE", parse_int, 45,
+            "Seconds a worker holds an event it dispatches; a dead worker's events are "
+            "taken over after this."),
     Setting("DISABLED_PLUGINS", parse_list, [],
             "Entry-point names in receiver.handlers not to load (comma-separated)."),
     Setting("MAIL_RESET_ENABLED", parse_bool, False,

@@ -27,7 +27,7 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 45.0
-SWEEP_SECONDS = 5.0
+SWEEP_SECONDS = 2.0
 
 
 def run_event(store: Store, settings: Mapping[str, Any], event: Event, *, owner: str,
@@ -71,6 +71,7 @@ class Dispatcher:
         self.store = store
         self.settings = settings
         self.mode = settings.get("DISPATCH", "background")
+        self.lease_seconds = float(settings.get("DISPATCH_LEASE", LEASE_SECONDS))
         self._owner = _owner_name()
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -102,7 +103,7 @@ class Dispatcher:
 
     def dispatch(self, event_id: int | None = None, limit: int = 20) -> int:
         """Claim and run pending events (one, or a sweep); returns how many ran."""
-        events = self.store.claim_pending(self.owner, lease_seconds=LEASE_SECONDS,
+        events = self.store.claim_pending(self.owner, lease_seconds=self.lease_seconds,
                                           limit=limit, event_id=event_id)
         for event in events:
             try:

@@ -78,7 +78,8 @@ def receive(
                                       "delivery_id": delivery_id}, delivery_id)
     wanted = dispatcher_id is not None and bool(signals.handlers_for(event, settings or {}))
     saved = store.save_event(delivery, event, verdict.status, verdict.reason,
-                             dispatch_to=dispatcher_id if wanted else None)
+                             dispatch_to=dispatcher_id if wanted else None,
+                             lease_seconds=float((settings or {}).get("DISPATCH_LEASE", 45)))
     return Outcome(
         200,
         {

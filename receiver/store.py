@@ -200,8 +200,11 @@ def _delivery_params(delivery: Delivery) -> dict[str, Any]:
 class Store:
     """Owns the database file: one connection per thread, migrations at open."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                 max_size: int | None = None) -> None:
         self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self.max_size = max_size
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -210,9 +213,12 @@ class Store:
     # -- connections -------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
                                check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        if self.max_size:
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count = {max(self.max_size // page_size, 16)}")
         conn.execute("PRAGMA synchronous = NORMAL")
         # Checkpoints run in the background (``checkpoint``); this is only the safety net.
         conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
@@ -677,8 +683,11 @@ class WriterQueue:
     """Serialize writers: a lock between this process's threads, then ``flock`` on a file
     beside the database between processes (re-opened after a fork)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                 max_size: int | None = None) -> None:
         self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self.max_size = max_size
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
         self._pid = 0
