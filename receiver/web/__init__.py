@@ -32,7 +32,7 @@ def error_response(status: int, message: str) -> Response:
 def init_app(app: Flask) -> None:
     from . import access, api, ingest
 
-    app.register_blueprint(ingest.bp)
+    ingest.init_app(app)
     app.register_blueprint(api.bp)
     access.init_app(app)
 

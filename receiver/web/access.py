@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Flask, Request, Response, current_app, request, session
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
+from flask import Flask, current_app, request, session
 
 from ..errors import ReceiverError
 
@@ -36,23 +35,7 @@ def is_signed_in() -> bool:
     return token_matches(session.get("inspector_token"))
 
 
-class SessionInterface(SecureCookieSessionInterface):
-    """No session on the ingest routes: senders carry no cookie, and opening one (building
-    the signing serializer) is a measurable cost per delivery."""
-
-    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if request.path.startswith("/hooks"):
-            return self.session_class()
-        return super().open_session(app, request)
-
-    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        if request.path.startswith("/hooks"):
-            return
-        super().save_session(app, session, response)
-
-
 def init_app(app: Flask) -> None:
-    app.session_interface = SessionInterface()
 
     @app.before_request
     def require_token() -> None:
