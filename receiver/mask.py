@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,22 +38,41 @@ def is_secret_field(name: str) -> bool:
 
 
 def mask_data(document: Any) -> Any:
-    """A copy of a JSON value with secret-looking fields masked, at any depth."""
-    if isinstance(document, dict):
-        return {
-            key: (mask_value(value) if is_secret_field(str(key))
-                  and not isinstance(value, (dict, list)) else mask_data(value))
-            for key, value in document.items()
-        }
-    if isinstance(document, list):
-        return [mask_data(item) for item in document]
-    return document
+    """A copy of a JSON value with secret-looking fields masked, at any depth (iterative:
+    a payload nested as deep as the JSON parser allows must not exhaust the stack)."""
+    result: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any]] = [(document, result, 0)]
+    while stack:
+        value, parent, slot = stack.pop()
+        if isinstance(value, dict):
+            copy: dict[Any, Any] = {}
+            parent[slot] = copy
+            for key, item in value.items():
+                if is_secret_field(str(key)) and not isinstance(item, (dict, list)):
+                    copy[key] = mask_value(item)
+                else:
+                    copy[key] = None  # keeps the key order; filled from the stack
+                    stack.append((item, copy, key))
+        elif isinstance(value, list):
+            items: list[Any] = [None] * len(value)
+            parent[slot] = items
+            stack.extend((item, items, index) for index, item in enumerate(value))
+        else:
+            parent[slot] = value
+    return result[0]
+
+
+def is_secret_header(name: str) -> bool:
+    """Known credential headers, and any whose name reads like a secret (``X-License-Key``,
+    ``X-Webhook-Token``)."""
+    lowered = name.lower()
+    return lowered in SECRET_HEADERS or is_secret_field(lowered.replace("-", "_"))
 
 
 def mask_headers(headers: Iterable[Iterable[str]]) -> list[list[str]]:
     masked = []
     for name, value in headers:
-        if name.lower() in SECRET_HEADERS:
+        if is_secret_header(name):
             if name.lower() in ("authorization", "proxy-authorization") and " " in value:
                 scheme = value.split(" ", 1)[0]
                 value = f"{scheme} {MASK}"
@@ -62,24 +82,41 @@ def mask_headers(headers: Iterable[Iterable[str]]) -> list[list[str]]:
     return masked
 
 
+def mask_query(query: str) -> str:
+    """A query string with the values of secret-looking parameters masked (``?token=...``);
+    the rest is kept as it was sent."""
+    if not query:
+        return query
+    parts = []
+    for part in query.split("&"):
+        name, equals, value = part.partition("=")
+        if equals and value and is_secret_field(urllib.parse.unquote_plus(name)):
+            value = mask_value(urllib.parse.unquote_plus(value))
+        parts.append(name + equals + value)
+    return "&".join(parts)
+
+
 def secret_strings(document: Any) -> list[str]:
     """Every secret value in a JSON document, to scrub from raw text views. Strings that
-    hold JSON themselves (Keygen's ``payload``) are searched too."""
+    hold JSON themselves (Keygen's ``payload``) are searched too. Iterative, like
+    ``mask_data``."""
     found: list[str] = []
-    if isinstance(document, dict):
-        for key, value in document.items():
-            if is_secret_field(str(key)) and isinstance(value, (str, int)) and str(value):
-                found.append(str(value))
-            else:
-                found.extend(secret_strings(value))
-    elif isinstance(document, list):
-        for item in document:
-            found.extend(secret_strings(item))
-    elif isinstance(document, str) and document[:1] in ("{", "["):
-        try:
-            found.extend(secret_strings(json.loads(document)))
-        except ValueError:
-            pass
+    stack: list[Any] = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if is_secret_field(str(key)) and isinstance(item, (str, int)) and str(item):
+                    found.append(str(item))
+                else:
+                    stack.append(item)
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str) and value[:1] in ("{", "["):
+            try:
+                stack.append(json.loads(value))
+            except (ValueError, RecursionError):
+                pass
     return found
 
 

@@ -30,10 +30,11 @@ def error_response(status: int, message: str) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    from . import access, api, ingest
+    from . import access, api, ingest, inspect
 
     ingest.init_app(app)
     app.register_blueprint(api.bp)
+    inspect.init_app(app)
     access.init_app(app)
 
     @app.errorhandler(ReceiverError)

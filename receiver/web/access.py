@@ -1,23 +1,61 @@
-"""``RECEIVER_INSPECTOR_TOKEN``: ingest and health stay open, everything else needs the token
-as ``Authorization: Bearer`` or the signed session set by ``/login``."""
+"""``RECEIVER_INSPECTOR_TOKEN`` (CONTRACT §4): ingest and health stay open, everything else
+needs the token as ``Authorization: Bearer`` or the signed session set by ``/login``.
+
+Without a token everything is open. With one, a browser asking for a page is sent to
+``/login`` (and back afterwards); JSON clients get a 401. The session cookie (signed with
+``SECRET_KEY``, ``HttpOnly``, ``SameSite=Lax``) holds an HMAC of the token, never the token,
+so changing the token signs every browser out.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+from urllib.parse import urlsplit
 
-from flask import Flask, current_app, request, session
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    has_request_context,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.wrappers import Response
 
 from ..errors import ReceiverError
+from .csrf import check_csrf
 
-OPEN_PREFIXES = ("/hooks", "/-/health", "/login", "/static/")
+OPEN_PREFIXES = ("/hooks", "/-/health", "/login", "/logout", "/static/")
+SESSION_KEY = "inspector"
+
+bp = Blueprint("access", __name__)
 
 
 class Unauthenticated(ReceiverError):
     status = 401
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, marked ``Secure`` whenever the request came over HTTPS
+    (``SESSION_COOKIE_SECURE`` forces it, e.g. behind a proxy that ends TLS)."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(super().get_cookie_secure(app)
+                    or (has_request_context() and request.is_secure))
+
+
+def configured_token() -> str | None:
+    token: str | None = current_app.config.get("INSPECTOR_TOKEN")
+    return token or None
+
+
 def token_matches(candidate: str | None) -> bool:
-    token = current_app.config.get("INSPECTOR_TOKEN")
+    token = configured_token()
     if not token:
         return True
     if not candidate:
@@ -25,22 +63,124 @@ def token_matches(candidate: str | None) -> bool:
     return hmac.compare_digest(candidate.encode(), token.encode())
 
 
+def _session_proof(token: str) -> str:
+    """What the session keeps: an HMAC of the token under the app's secret key."""
+    secret = current_app.secret_key or ""
+    key = secret.encode() if isinstance(secret, str) else bytes(secret)
+    return hmac.new(key, b"inspector-session:" + token.encode(), hashlib.sha256).hexdigest()
+
+
+def signed_in_with_session() -> bool:
+    """True when a token is configured and this browser signed in at ``/login``."""
+    token = configured_token()
+    proof = session.get(SESSION_KEY)
+    return bool(token) and isinstance(proof, str) and hmac.compare_digest(
+        proof, _session_proof(token or ""))
+
+
 def is_signed_in() -> bool:
     """True when no token is configured, or the request carries it (header or session)."""
-    if not current_app.config.get("INSPECTOR_TOKEN"):
+    if not configured_token():
         return True
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer " and token_matches(header[7:].strip()):
         return True
-    return token_matches(session.get("inspector_token"))
+    return signed_in_with_session()
+
+
+def sign_in() -> None:
+    token = configured_token()
+    session.clear()  # a fresh session (and CSRF id) for the signed-in browser
+    if token:
+        session[SESSION_KEY] = _session_proof(token)
+        session.permanent = True
+
+
+def safe_next(value: str | None) -> str:
+    """A local path to return to after signing in; anything else goes to the history."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in value):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return value
+
+
+def _wanted_path() -> str:
+    return request.full_path.rstrip("?") if request.query_string else request.path
+
+
+# The login pages look and answer like the inspector's (``inspect`` imports this module).
+@bp.errorhandler(ReceiverError)
+def page_error(error: ReceiverError) -> Response | tuple[str, int]:
+    from .inspect import page_error
+
+    return page_error(error)
+
+
+@bp.after_request
+def security_headers(response: Response) -> Response:
+    from .inspect import add_security_headers
+
+    return add_security_headers(response)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response | tuple[str, int] | str:
+    next_url = safe_next(request.values.get("next"))
+    if not configured_token():
+        return render_template("login.html", open_access=True, next_url=next_url)
+    candidate: str | None = None
+    if request.method == "POST":
+        check_csrf()
+        candidate = request.form.get("token", "")
+    elif "token" in request.args:
+        candidate = request.args["token"]
+    if candidate is not None:
+        if token_matches(candidate.strip()):
+            sign_in()
+            return redirect(next_url, 303)
+        return render_template("login.html", next_url=next_url,
+                               error="That is not this receiver's inspector token."), 401
+    if signed_in_with_session():
+        return redirect(next_url, 303)
+    return render_template("login.html", next_url=next_url)
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout() -> Response | str:
+    if request.method == "POST":
+        check_csrf()
+        session.clear()
+        return redirect(url_for("access.login", signed_out=1), 303)
+    if not signed_in_with_session():
+        return redirect(url_for("access.login"), 303)
+    return render_template("logout.html")
 
 
 def init_app(app: Flask) -> None:
+    # Flask's defaults are None and "session"; settings passed in explicitly win. Our own
+    # cookie name, because cookies are per host, not per port: another Flask app on
+    # localhost would otherwise overwrite the session.
+    if app.config.get("SESSION_COOKIE_SAMESITE") is None:
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    if app.config.get("SESSION_COOKIE_NAME") == "session":
+        app.config["SESSION_COOKIE_NAME"] = "receiver_session"
+    app.session_interface = SessionInterface()
+
+    app.register_blueprint(bp)
 
     @app.before_request
-    def require_token() -> None:
+    def require_token() -> Response | None:
         if request.path.startswith(OPEN_PREFIXES) or request.path == "/favicon.ico":
-            return
-        if not is_signed_in():
-            raise Unauthenticated("this receiver needs its inspector token: send "
-                                  "Authorization: Bearer <token> or sign in at /login")
+            return None
+        if is_signed_in():
+            return None
+        from . import wants_json
+
+        if request.method in ("GET", "HEAD") and not wants_json():
+            return redirect(url_for("access.login", next=_wanted_path()), 303)
+        raise Unauthenticated("this receiver needs its inspector token: send "
+                              "Authorization: Bearer <token> or sign in at /login")

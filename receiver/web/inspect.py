@@ -1,0 +1,467 @@
+"""The inspector's HTML pages (CONTRACT §3): history, deliveries, an event and a delivery in
+full, replay and redeliver forms.
+
+Each page mirrors a JSON API answer and reuses its pieces: the query-string filters of
+``filters.py``, the masking of ``mask.py`` and ``api.reveal()``, the store's queries, and
+``dispatch.replay`` / ``redeliver.redeliver`` for the two actions. Only presentation lives
+here. Secrets are masked unless a signed-in user asks for ``?reveal=1``; forms are POSTed
+with a CSRF token and answered with a redirect to the page that shows the result.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from .. import dispatch, mask, redeliver, signals
+from ..config import SOURCES
+from ..errors import BadRequest, NotFound, ReceiverError
+from ..events import Event
+from ..store import DeliveryFilters
+from . import csrf, error_response, wants_json
+from .access import configured_token, signed_in_with_session
+from .api import event_json, get_store, reveal
+from .filters import (
+    DISPATCH_STATUSES,
+    SIGNATURE_STATUSES,
+    delivery_filters,
+    event_filters,
+    page_args,
+)
+
+bp = Blueprint("inspect", __name__)
+
+EVENT_FILTERS = ("q", "source", "event_type", "endpoint", "account", "subject_id",
+                 "signature_status", "dispatch_status", "since", "until")
+DELIVERY_FILTERS: tuple[str, ...] = ("endpoint", "status_code", "source", "rejected")
+if "event_type" in {field.name for field in dataclasses.fields(DeliveryFilters)}:
+    DELIVERY_FILTERS += ("event_type",)  # the store filters deliveries by their event's type
+BODY_PREVIEW_CHARS = 256 * 1024  # a page shows this much of a body; /raw has all of it
+DELIVERIES_IN_FULL = 20          # deliveries of one event shown with headers and body
+RESULT_KEY = "inspector.result"
+REDELIVER_URL_KEY = "inspector.redeliver_url"
+RESULT_PREVIEW_CHARS = 1000      # of a redeliver target's answer, kept in the session cookie
+JSON_TREE_DEPTH = 12             # deeper values are shown as indented text
+JSON_TREE_ITEMS = 200            # items shown per object or array
+
+
+# -- shared by every HTML page (the login pages too) -------------------------------------
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def add_security_headers(response: Response) -> Response:
+    """No inline script or style runs, nothing is framed or cached (pages may show secrets)."""
+    if response.mimetype == "text/html":
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+    return response
+
+
+def page_error(error: Exception) -> Response | tuple[str, int]:
+    """ReceiverError (a bad filter, an unknown id, a refused CSRF token, ...) as a page."""
+    if isinstance(error, HTTPException):
+        status, message = error.code or 500, error.description or error.name
+    elif isinstance(error, ReceiverError):
+        status, message = error.status, error.message
+    else:  # pragma: no cover - only the two kinds are registered
+        raise error
+    if wants_json():
+        return error_response(status, message)
+    return render_template("error.html", status=status, message=message), status
+
+
+def share_page_behaviour(blueprint: Blueprint) -> None:
+    """HTML error pages and security headers for a blueprint of pages (before registering)."""
+    blueprint.register_error_handler(ReceiverError, page_error)
+    blueprint.register_error_handler(HTTPException, page_error)
+    blueprint.after_request(add_security_headers)
+
+
+share_page_behaviour(bp)
+
+
+@bp.before_request
+def protect_forms() -> None:
+    if request.method == "POST":
+        csrf.check_csrf()
+
+
+# -- template helpers ----------------------------------------------------------------------
+
+
+def with_query(path: str, params: Mapping[str, Any]) -> str:
+    """``path?query`` from the non-empty parameters. Query parameters never go through
+    ``url_for``'s keywords: the ``endpoint`` filter would collide with its first argument."""
+    query = urlencode([(key, str(value)) for key, value in params.items()
+                       if value is not None and value != ""])
+    return f"{path}?{query}" if query else path
+
+
+def url_with(**changes: Any) -> str:
+    """This page's URL with query parameters changed (None or "" removes one); paging
+    restarts unless ``cursor`` is given."""
+    params: dict[str, Any] = {key: value for key, value in request.args.items()
+                              if key != "cursor"}
+    params.update(changes)
+    path = url_for(request.endpoint or "inspect.events", **(request.view_args or {}))
+    return with_query(path, params)
+
+
+def history_url(**params: Any) -> str:
+    """The history filtered by ``params`` (``endpoint=`` included)."""
+    return with_query(url_for("inspect.events"), params)
+
+
+_static_versions: dict[tuple[str, int], str] = {}
+
+
+def static_url(filename: str) -> str:
+    """``/static/<file>?v=<hash>``: a new file is fetched after an upgrade."""
+    path = Path(current_app.static_folder or "") / filename
+    try:
+        key = (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        return url_for("static", filename=filename)
+    if key not in _static_versions:
+        _static_versions[key] = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+    return url_for("static", filename=filename, v=_static_versions[key])
+
+
+def format_when(value: str | None) -> str:
+    """``2026-11-25T09:00:00.123Z`` as ``2026-11-25 09:00:00`` (UTC)."""
+    if not value:
+        return ""
+    return value.replace("T", " ")[:19]
+
+
+def pretty_json(value: Any) -> str:
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return "(too deeply nested to show here: see the raw body)"
+
+
+def json_string(value: Any) -> str:
+    """A JSON scalar as JSON text; the template escapes it like any other text."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def json_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, bool):
+        return "bool"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "string"
+
+
+def template_context() -> dict[str, Any]:
+    return {
+        "csrf_token": csrf.csrf_token,
+        "csrf_field": csrf.FIELD,
+        "url_with": url_with,
+        "history_url": history_url,
+        "static_url": static_url,
+        "token_required": bool(configured_token()),
+        "session_signed_in": signed_in_with_session(),
+        "revealed": reveal(),
+        "json_tree_depth": JSON_TREE_DEPTH,
+        "json_tree_items": JSON_TREE_ITEMS,
+    }
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.context_processor(template_context)
+    app.jinja_env.filters.update(when=format_when, pretty=pretty_json, jsonstr=json_string,
+                                 json_kind=json_kind)
+    app.jinja_env.autoescape = True  # every template, whatever its name
+
+
+# -- views of records ------------------------------------------------------------------------
+
+
+def active_filters(names: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [(name, request.args[name]) for name in names if request.args.get(name)]
+
+
+def api_url(endpoint: str, names: tuple[str, ...], limit: int) -> str:
+    """The JSON twin of this list, with the same filters (what the live script polls)."""
+    return with_query(url_for(endpoint), {**dict(active_filters(names)), "limit": limit})
+
+
+def body_view(record: Mapping[str, Any], *, revealed: bool,
+              secrets: list[str]) -> dict[str, Any]:
+    """The body as a page shows it: masked text (or a note that it is binary or missing)."""
+    body: bytes | None = record.get("body")
+    view: dict[str, Any] = {"size": record.get("body_size") or 0, "text": None,
+                            "binary": False, "missing": body is None, "truncated": False}
+    if body is None:
+        return view
+    view["size"] = len(body)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        view["binary"] = True
+        return view
+    if not revealed:
+        text = mask.mask_body(text, secrets)
+    if len(text) > BODY_PREVIEW_CHARS:
+        text, view["truncated"] = text[:BODY_PREVIEW_CHARS], True
+    view["text"] = text
+    return view
+
+
+_UNSAFE_IN_SHELL_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def curl_command(record: Mapping[str, Any], *, revealed: bool, secrets: list[str]) -> str:
+    """A shell command that sends the delivery again to this receiver: same path and query,
+    the original headers (hop-by-hop dropped, as redeliver does) and the exact body bytes
+    (``printf '%s'`` for text, ``base64 -d`` for anything else). Masked unless revealed."""
+    query = record.get("query") or ""
+    headers = record["headers"]
+    body: bytes | None = record.get("body")
+    if not revealed:
+        query = mask.mask_query(query)
+        headers = mask.mask_headers(headers)
+    url = request.host_url.rstrip("/") + (record.get("path") or "/hooks")
+    if query:
+        url += "?" + query
+    options = []
+    if record.get("method") and record["method"] != "POST":
+        options.append(f"-X {shlex.quote(record['method'])}")
+    for name, value in redeliver.forwardable_headers(headers):
+        # "Name;" sends an empty header; "Name:" would remove it.
+        options.append("-H " + shlex.quote(f"{name}: {value}" if value else f"{name};"))
+    if not any(str(name).lower() == "content-type" for name, _ in headers):
+        options.append("-H 'Content-Type:'")  # curl would add a form Content-Type
+    options.append("--data-binary @-")
+    command = " \\\n  ".join([f"curl -sS {shlex.quote(url)}", *options])
+    data = body or b""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and not revealed:
+        text = mask.mask_body(text, secrets)
+    if text is not None and not _UNSAFE_IN_SHELL_TEXT.search(text):
+        return f"printf '%s' {shlex.quote(text)} |\n{command}"
+    encoded = text.encode() if text is not None else data
+    lines = base64.encodebytes(encoded).decode().rstrip("\n")
+    return f"base64 -d <<'BODY' |\n{lines}\nBODY\n{command}"
+
+
+def delivery_view(record: Mapping[str, Any], *, revealed: bool,
+                  secrets: list[str]) -> dict[str, Any]:
+    view = dict(record)
+    view.pop("body", None)
+    if not revealed:
+        view["headers"] = mask.mask_headers(record["headers"])
+        view["query"] = mask.mask_query(record.get("query") or "")
+    if "body" in record:
+        view["body"] = body_view(record, revealed=revealed, secrets=secrets)
+        view["curl"] = curl_command(record, revealed=revealed, secrets=secrets)
+    return view
+
+
+def run_view(run: Mapping[str, Any], *, revealed: bool, secrets: list[str]) -> dict[str, Any]:
+    view = dict(run)
+    if not revealed:
+        for key in ("error", "traceback"):
+            if view.get(key):
+                view[key] = mask.mask_text(view[key], secrets)
+    return view
+
+
+def event_secrets(event_id: int | None) -> list[str]:
+    if event_id is None:
+        return []
+    try:
+        return mask.secret_strings(get_store().get_event(event_id).data)
+    except NotFound:
+        return []
+
+
+def newest_delivery_id() -> int:
+    newest, _ = get_store().list_deliveries(DeliveryFilters(), limit=1)
+    return int(newest[0]["id"]) if newest else 0
+
+
+def take_result(kind: str, record_id: int) -> dict[str, Any] | None:
+    """The result of the form just POSTed for this record (shown once)."""
+    result = session.get(RESULT_KEY)
+    if isinstance(result, dict) and result.get("kind") == kind and result.get("id") == record_id:
+        session.pop(RESULT_KEY)
+        return result
+    return None
+
+
+# -- history ---------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def events() -> str:
+    filters = event_filters(request.args)
+    limit, cursor = page_args(request.args)
+    found, next_cursor = get_store().list_events(filters, limit=limit, cursor=cursor)
+    return render_template(
+        "events.html", tab="events", events=found, limit=limit, first_page=cursor is None,
+        next_url=url_with(cursor=next_cursor) if next_cursor else None,
+        active=active_filters(EVENT_FILTERS), sources=SOURCES,
+        signature_statuses=SIGNATURE_STATUSES, dispatch_statuses=DISPATCH_STATUSES,
+        api_url=api_url("api.list_events", EVENT_FILTERS, limit),
+        feed_after=newest_delivery_id(),
+    )
+
+
+@bp.get("/deliveries")
+def deliveries() -> str:
+    filters = delivery_filters(request.args)
+    limit, cursor = page_args(request.args)
+    found, next_cursor = get_store().list_deliveries(filters, limit=limit, cursor=cursor)
+    return render_template(
+        "deliveries.html", tab="rejected" if filters.rejected else "deliveries",
+        deliveries=found, limit=limit, first_page=cursor is None, rejected=filters.rejected,
+        next_url=url_with(cursor=next_cursor) if next_cursor else None,
+        active=active_filters(DELIVERY_FILTERS), sources=SOURCES,
+        by_event_type="event_type" in DELIVERY_FILTERS,
+        feed_url=api_url("api.list_deliveries", DELIVERY_FILTERS, limit),
+        feed_after=found[0]["id"] if found else newest_delivery_id(),
+    )
+
+
+# -- one event --------------------------------------------------------------------------------
+
+
+def render_event(event_id: int, *, replay_error: str | None = None, status: int = 200,
+                 ) -> tuple[str, int]:
+    store = get_store()
+    event: Event = store.get_event(event_id)
+    revealed = reveal()
+    secrets = mask.secret_strings(event.data)
+    listed = store.deliveries_for_event(event_id)
+    in_full = [delivery_view(store.get_delivery(d["id"], with_body=True), revealed=revealed,
+                             secrets=secrets) for d in listed[:DELIVERIES_IN_FULL]]
+    runs = [run_view(run, revealed=revealed, secrets=secrets)
+            for run in store.runs_for_event(event_id)]
+    result = take_result("replay", event_id)
+    replayed = set(result["run_ids"]) if result else set()
+    handlers = [handler.name for handler in signals.handlers_for(event, current_app.config)]
+    failed = sorted(name for name, run in store.latest_runs(event_id).items()
+                    if run["status"] == "error")
+    return render_template(
+        "event.html", tab="events", event=event, record=event_json(event, revealed=revealed),
+        deliveries=in_full, more_deliveries=listed[DELIVERIES_IN_FULL:], runs=runs,
+        timeline=store.subject_timeline(event), handlers=handlers, failed_handlers=failed,
+        replay_result=result, replayed=replayed, replay_error=replay_error,
+        form=request.form if replay_error else {},
+    ), status
+
+
+@bp.get("/events/<int:event_id>")
+def event(event_id: int) -> tuple[str, int]:
+    return render_event(event_id)
+
+
+@bp.post("/events/<int:event_id>/replay")
+def replay(event_id: int) -> Response | tuple[str, int]:
+    store = get_store()
+    store.get_event(event_id)  # 404 before anything else
+    mode = request.form.get("mode") or "all"
+    if mode not in ("all", "failed", "chosen"):
+        raise BadRequest(f"mode must be all, failed or chosen; got {mode!r}")
+    names = request.form.getlist("handler") if mode == "chosen" else None
+    if mode == "chosen" and not names:
+        return render_event(event_id, status=400,
+                            replay_error="Choose at least one handler to replay.")
+    try:
+        runs = dispatch.replay(store, current_app.config, event_id,
+                               only_failed=mode == "failed", names=names)
+    except NotFound:
+        raise
+    except ReceiverError as error:
+        return render_event(event_id, status=error.status, replay_error=error.message)
+    session[RESULT_KEY] = {"kind": "replay", "id": event_id, "mode": mode,
+                           "run_ids": [run["id"] for run in runs]}
+    return redirect(url_for("inspect.event", event_id=event_id) + "#runs", 303)
+
+
+# -- one delivery -----------------------------------------------------------------------------
+
+
+def render_delivery(delivery_id: int, *, redeliver_error: str | None = None,
+                    status: int = 200) -> tuple[str, int]:
+    store = get_store()
+    record = store.get_delivery(delivery_id, with_body=True)
+    revealed = reveal()
+    view = delivery_view(record, revealed=revealed, secrets=event_secrets(record["event_id"]))
+    url = (request.form.get("url") if redeliver_error else None) or session.get(
+        REDELIVER_URL_KEY) or ""
+    return render_template(
+        "delivery.html", tab="rejected" if record["status_code"] >= 400 else "deliveries",
+        delivery=view, event=store.get_event(record["event_id"]) if record["event_id"] else None,
+        redeliver_result=take_result("redeliver", delivery_id), redeliver_error=redeliver_error,
+        redeliver_url=url, allowed_hosts=current_app.config["REDELIVER_ALLOW"],
+    ), status
+
+
+@bp.get("/deliveries/<int:delivery_id>")
+def delivery(delivery_id: int) -> tuple[str, int]:
+    return render_delivery(delivery_id)
+
+
+@bp.post("/deliveries/<int:delivery_id>/redeliver")
+def redeliver_form(delivery_id: int) -> Response | tuple[str, int]:
+    record = get_store().get_delivery(delivery_id, with_body=True)
+    url = (request.form.get("url") or "").strip()
+    if not url:
+        return render_delivery(delivery_id, status=400,
+                               redeliver_error="Enter the URL to send this delivery to.")
+    try:
+        result = redeliver.redeliver(record, url, allow=current_app.config["REDELIVER_ALLOW"])
+    except ReceiverError as error:
+        return render_delivery(delivery_id, status=error.status, redeliver_error=error.message)
+    body = result.get("body") or ""
+    session[REDELIVER_URL_KEY] = url
+    session[RESULT_KEY] = {
+        "kind": "redeliver", "id": delivery_id, "url": url, "status": result.get("status"),
+        "error": result.get("error"), "duration_ms": result.get("duration_ms"),
+        "body": body[:RESULT_PREVIEW_CHARS], "body_cut": len(body) > RESULT_PREVIEW_CHARS,
+    }
+    return redirect(url_for("inspect.delivery", delivery_id=delivery_id) + "#redeliver", 303)

@@ -1,0 +1,247 @@
+"""The inspector in a real browser: Playwright drives Debian's chromium against a real
+``receiver serve`` (gunicorn, sync workers) started by the ``serve`` fixture.
+
+- a delivery posted by the test appears in the open history page without a reload;
+- search and filters narrow the list, and the URL carries them;
+- replay from an event page records a new handler run of a plugin installed as a real
+  entry-point distribution.
+
+Skipped when /usr/bin/chromium is absent (``.ci/run`` installs it with apt). Waits are
+Playwright's auto-waiting ``expect``; nothing asserts on wall-clock time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from .conftest import sample
+from .test_web_api import FNO_AUTH, POSTED, RESET_TOKEN
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="browser tests need Debian's chromium at /usr/bin/chromium "
+           "(apt-get install chromium; .ci/run installs it)")
+
+playwright_api = pytest.importorskip("playwright.sync_api",
+                                     reason="browser tests need the playwright package")
+expect = playwright_api.expect
+
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run"]
+WAIT_MS = 15_000  # the upper bound of expect's auto-waiting; live polling runs every 2 s
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context per test; a script error or CSP violation fails the test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda message: errors.append(message.text)
+           if message.type == "error" else None)
+    yield tab
+    context.close()
+    assert errors == [], errors
+
+
+def post(server: Any, source: str, name: str, path: str = "/hooks",
+         **headers: str) -> dict[str, Any]:
+    item = sample(source, name)
+    response = requests.post(server.url + path, data=item.body,
+                             headers={**item.headers, **headers}, timeout=10)
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def test_browser_history_shows_new_deliveries_live(serve: Any, page: Any) -> None:
+    server = serve()
+    page.goto(server.url + "/")
+    expect(page.get_by_text("No events yet")).to_be_visible()
+    expect(page.locator("#live-status")).to_have_text("Live")
+    page.evaluate("window.stillTheSamePage = true")
+
+    created = post(server, "keygen", "license.created")
+    rows = page.locator("#rows tr")
+    expect(rows).to_have_count(1)
+    row = rows.first
+    expect(row).to_contain_text("license.created")
+    expect(row).to_contain_text("keygen")
+    expect(row.locator('[data-badge="dispatch"]')).to_have_text("done")  # refreshed in place
+    expect(page.get_by_text("No events yet")).to_be_hidden()
+
+    post(server, "licensespring", "license.created")
+    post(server, "keygen", "license.created")  # a vendor retry: a duplicate
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("licensespring")
+    expect(rows.nth(1).locator('[data-field="delivery_count"]')).to_have_text("2")
+    assert page.evaluate("window.stillTheSamePage") is True  # never reloaded
+
+    rows.nth(1).get_by_role("link", name="license.created").click()
+    expect(page).to_have_url(f"{server.url}/events/{created['event_id']}")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("license.created")
+
+
+def test_browser_rejected_deliveries_appear_live(serve: Any, page: Any) -> None:
+    server = serve()
+    post(server, "keygen", "license.created")
+    page.goto(server.url + "/deliveries?rejected=1")
+    expect(page.get_by_text("No rejected deliveries")).to_be_visible()
+    requests.post(server.url + "/hooks", data=b'{"type": "<b>broken</b>",',
+                  headers={"Content-Type": "application/json"}, timeout=10)
+    rows = page.locator("#rows tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("400")
+    expect(rows.first).to_contain_text("body is not valid JSON")
+    expect(page.locator("#rows b")).to_have_count(0)  # text, never markup
+
+
+def test_browser_search_and_filters_narrow_the_list(serve: Any, page: Any,
+                                                    tmp_path: Path) -> None:
+    server = serve()
+    for source, name in POSTED:
+        post(server, source, name, **({"Authorization": FNO_AUTH} if source == "fno" else {}))
+    post(server, "keygen", "license.updated")
+    page.goto(server.url + "/")
+    rows = page.locator("#rows tr")
+    expect(rows).to_have_count(len(POSTED) + 1)
+    expect(page.locator("#rows .dispatch-pending")).to_have_count(0)
+    screenshot = tmp_path / "history.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    print(f"\nscreenshot of the history page: {screenshot}")
+    assert RESET_TOKEN not in page.content()
+
+    # Full-text search: only non-empty fields go into the URL.
+    page.get_by_placeholder("Search bodies and fields").fill("jane.doe@example.com")
+    page.get_by_role("button", name="Search").click()
+    expect(page).to_have_url(f"{server.url}/?q=jane.doe%40example.com")
+    expected = requests.get(server.url + "/api/events?q=jane.doe@example.com").json()["events"]
+    assert 0 < len(expected) < len(POSTED)
+    expect(rows).to_have_count(len(expected))
+    for event in expected:
+        expect(page.locator(f'#rows tr[data-id="{event["id"]}"]')).to_be_visible()
+
+    # Filters: source and an event-type prefix.
+    page.goto(server.url + "/")
+    page.locator("summary", has_text="Filters").click()
+    page.locator('select[name="source"]').select_option("keygen")
+    page.locator('input[name="event_type"]').fill("license.*")
+    page.get_by_role("button", name="Apply").click()
+    expect(page).to_have_url(re.compile(r"/\?source=keygen&event_type=license\.(\*|%2A)$"))
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("license.updated")
+    expect(rows.nth(1)).to_contain_text("license.created")
+    shared = page.url
+
+    # A chip removes its filter; the other one stays.
+    page.get_by_role("link", name=re.compile(r"event_type: license\.\*")).click()
+    expect(page).to_have_url(f"{server.url}/?source=keygen")
+    expect(rows).to_have_count(3)
+
+    # The filtered URL can be shared: a new tab shows the same list.
+    other = page.context.new_page()
+    other.goto(shared)
+    expect(other.locator("#rows tr")).to_have_count(2)
+    other.close()
+
+    # The subject link narrows to one license's history.
+    page.goto(server.url + "/")
+    subject = sample("keygen", "license.created").normalized["subject_id"]
+    page.locator('#rows tr[data-id]').filter(has_text="license.updated").get_by_role(
+        "link", name=subject).click()
+    expect(page).to_have_url(f"{server.url}/?subject_id={subject}")
+    expect(rows).to_have_count(2)
+
+
+PLUGIN = '''\
+import os
+from pathlib import Path
+
+from receiver import on
+
+
+@on("license.*")
+def sync_crm(event, **extra):
+    """Fails the first time (the CRM is down), works after."""
+    flag = Path(os.environ["ACME_INSPECT_FLAG"])
+    if not flag.exists():
+        flag.write_text("failed once")
+        raise RuntimeError(f"CRM unreachable while syncing {event.subject_id}")
+'''
+
+
+def install_plugin(site: Path) -> None:
+    """A real distribution with a ``receiver.handlers`` entry point, found on PYTHONPATH."""
+    site.mkdir()
+    (site / "acme_inspect.py").write_text(PLUGIN)
+    info = site / "acme_inspect-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-inspect\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[receiver.handlers]\nacme = acme_inspect\n")
+
+
+def test_browser_replay_records_a_new_handler_run(serve: Any, page: Any,
+                                                  tmp_path: Path) -> None:
+    install_plugin(tmp_path / "site")
+    server = serve(env={"PYTHONPATH": str(tmp_path / "site"),
+                        "ACME_INSPECT_FLAG": str(tmp_path / "flag"),
+                        "RECEIVER_DISPATCH": "sync"})
+    answer = post(server, "keygen", "license.created")
+    event_id = answer["event_id"]
+    page.goto(f"{server.url}/events/{event_id}")
+    runs = page.locator("#runs table tbody tr[id^=run-]")
+    expect(runs).to_have_count(1)
+    expect(runs.first).to_contain_text("acme_inspect.sync_crm")
+    expect(runs.first).to_contain_text("error")
+    expect(page.locator("#runs p.err")).to_have_text(
+        re.compile(r"^RuntimeError: CRM unreachable while syncing e0cf059f"))
+    page.locator("#runs summary", has_text="Traceback").click()
+    expect(page.locator("#runs pre.raw")).to_contain_text('raise RuntimeError(f"CRM unreachable')
+
+    page.get_by_label(re.compile("Only those whose last run failed")).check()
+    page.get_by_role("button", name="Replay").click()
+
+    expect(page).to_have_url(f"{server.url}/events/{event_id}#runs")
+    expect(page.get_by_role("status")).to_contain_text("Replayed: 1 handler ran, 1 ok, 0 failed")
+    expect(runs).to_have_count(2)
+    fresh = page.locator("#runs tr.fresh")
+    expect(fresh).to_contain_text("replay")
+    expect(fresh).to_contain_text("ok")
+    recorded = requests.get(f"{server.url}/api/events/{event_id}").json()
+    assert [(run["trigger"], run["status"]) for run in recorded["handler_runs"]] == [
+        ("delivery", "error"), ("replay", "ok")]
+    assert recorded["dispatch_status"] == "done"
+
+    # Copy as curl puts the command on the clipboard.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    button = page.locator(f'[data-copy="curl-{answer["delivery_id"]}"]')
+    expect(button).to_have_text("Copy as curl")
+    button.click()
+    expect(button).to_have_attribute("data-copied", "yes")  # the label says so for 2 s
+    copied = page.evaluate("navigator.clipboard.readText()")
+    command = page.locator(f"#curl-{answer['delivery_id']}").text_content()
+    assert copied == command and copied.startswith("printf '%s' ")
+
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot = tmp_path / "event.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    print(f"\nscreenshot of the event page: {screenshot}")
