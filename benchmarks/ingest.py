@@ -1,0 +1,583 @@
+"""Ingest throughput and latency of ``POST /hooks/<endpoint>`` per dialect, against two bare
+Flask baselines on the same gunicorn settings, in one run.
+
+    python benchmarks/ingest.py                 # ~4 minutes on 2 cores
+    python benchmarks/ingest.py --dialects keygen,fno --duration 5
+
+Servers (each started and stopped here, on free 127.0.0.1 ports, same gunicorn settings):
+- ``bare-204``: a bare Flask app answering 204, storing nothing (``bare_app.py``);
+- ``bare-insert``: that app doing one plain ``sqlite3`` insert of body + headers per request,
+  WAL + ``synchronous=NORMAL`` (the receiver's durability);
+- ``receiver``: ``receiver:create_app()`` with endpoints for every dialect: Keygen with
+  Ed25519 verification on (public key + ``url``), LicenseSpring, FNO with Basic auth,
+  Zentitle, Standard Webhooks with a ``whsec_`` secret, and generic JSON on an unconfigured
+  name (auto-detected).
+
+Every request is a unique event (id fields vary), ~1 KB of compact JSON, signed before the
+run (signing is not measured). Per dialect the three servers get the same request stream:
+a warm-up (default 2 s, not counted) then a measured run (default 10 s). Load: ``wrk`` with
+``pool.lua`` when on PATH, else the bundled asyncio client (``--tool``).
+
+Prints a table, writes ``results/ingest.json`` and the ingest section of ``RESULTS.md``.
+No assertion on time anywhere: this is a measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import resource
+import sqlite3
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    HERE,
+    ROOT,
+    GunicornSettings,
+    Server,
+    free_port,
+    machine,
+    machine_line,
+    save_json,
+    table,
+    write_section,
+)
+from load import (  # noqa: E402
+    Tool,
+    cpu_seconds,
+    pick_tool,
+    raw_request,
+    system_cpu,
+    wait_quiet,
+    write_pool,
+)
+
+from receiver.verify import sign_fno, sign_keygen, sign_standard  # noqa: E402
+
+SAMPLES = ROOT / "samples"
+KEYGEN_URL = "https://hooks.example.com/hooks/keygen"
+FNO_USER, FNO_PASSWORD = "flex", "bench-password-1"
+STD_SECRET = "whsec_" + base64.b64encode(b"benchmark-standard-webhooks-key!").decode()
+TARGET_SIZE = 1024
+FILLER = ("Renewal processed by the reseller portal; seats carried over from the previous "
+          "term. ") * 40
+
+DIALECTS = ("keygen", "licensespring", "fno", "zentitle", "standard", "generic")
+ENDPOINT_OF = {"keygen": "keygen", "licensespring": "licensespring", "fno": "fno",
+               "zentitle": "zentitle", "standard": "std", "generic": "generic"}
+DETAIL = {
+    "keygen": "Ed25519 Keygen-Signature verified (public key + url)",
+    "licensespring": "no scheme (unchecked)",
+    "fno": "Basic auth checked",
+    "zentitle": "no key configured (unsigned, accepted)",
+    "standard": "whsec_ HMAC v1 verified",
+    "generic": "unconfigured name, dialect auto-detected",
+}
+EXPECTED_STATUS = {"keygen": "valid", "licensespring": "unchecked", "fno": "valid",
+                   "zentitle": "unsigned", "standard": "valid", "generic": "unchecked"}
+
+
+def stable_uuid(*parts: object) -> str:
+    return str(uuid.UUID(bytes=hashlib.md5(":".join(map(str, parts)).encode()).digest()))
+
+
+def compact(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def padded(build: Callable[[str], Any], target: int = TARGET_SIZE) -> bytes:
+    """The body ``build(filler)`` makes, with a filler string sized so the body is ~target."""
+    short = compact(build(""))
+    return compact(build(FILLER[:max(0, target - len(short))]))
+
+
+# -- request bodies per dialect (n: sequence number, tag: which pool) -------------------------
+
+
+def keygen_request(n: int, tag: str, key: Any, now: float) -> bytes:
+    license_id = stable_uuid("lic", tag, n)
+    event_id = stable_uuid("evt", tag, n)
+    account = "c7b036bf-b435-4007-9b0e-be1c7aee2af5"
+
+    def build(filler: str) -> Any:
+        payload = {"data": {"id": license_id, "type": "licenses", "attributes": {
+            "name": "Acme Studio Pro (annual)", "key": f"8F1C2A-{n:06X}-41C6E0-5A2F7D-V3",
+            "expiry": "2026-06-03T09:43:39.520Z", "status": "ACTIVE", "uses": n % 100,
+            "suspended": False, "floating": True, "maxMachines": 3, "maxUsers": 5,
+            "metadata": {"customerId": f"cus_{n:08d}", "orderNumber": f"SO-{n}",
+                         "notes": filler},
+            "created": "2024-06-03T09:43:39.520Z", "updated": "2024-06-03T09:43:39.520Z"},
+            "relationships": {
+                "account": {"data": {"type": "accounts", "id": account}},
+                "product": {"data": {"type": "products",
+                                     "id": "6e246773-c2a3-47d2-99df-a2d43ed1b02f"}},
+                "policy": {"data": {"type": "policies",
+                                    "id": "fd6e9567-07b7-44b5-9019-2881c91db69f"}}}}}
+        return {"data": {"id": event_id, "type": "webhook-events", "attributes": {
+            "endpoint": KEYGEN_URL, "payload": json.dumps(payload, separators=(",", ":")),
+            "event": "license.created", "status": "DELIVERING",
+            "created": "2024-06-03T09:43:39.520Z", "apiVersion": "1.7"},
+            "relationships": {"account": {"data": {"type": "accounts", "id": account}}},
+            "meta": {"idempotencyToken": hashlib.sha256(event_id.encode()).hexdigest()}}}
+
+    body = padded(build)
+    headers = [("Content-Type", "application/json"),
+               ("User-Agent", "Keygen/1.7 (+https://keygen.sh/docs/api/webhooks/)"),
+               ("Keygen-Version", "1.7"), *sign_keygen(body, key, url=KEYGEN_URL, now=now)]
+    return raw_request("POST", "/hooks/keygen", headers, body)
+
+
+def licensespring_request(n: int, tag: str, key: Any, now: float) -> bytes:
+    def build(filler: str) -> Any:
+        return {"id": stable_uuid("ls", tag, n), "event": "license.created", "company_id": 1203,
+                "user_id": 4821, "ts": int(now), "data": {"license": {
+                    "id": 5_000_000 + n, "activations_type": "online",
+                    "license_key": f"KX7Q-{n:08X}-8RWA", "max_license_users": 5,
+                    "is_trial": False, "active": True, "validity_period": "2026-06-30",
+                    "max_activations": 3, "times_activated": 1, "enabled": True,
+                    "order": {"id": 240117 + n, "store_id": f"SO-{n}"},
+                    "customer": {"email": f"user{n}@example.com", "company_name": "Acme"},
+                    "note": filler}}}
+
+    body = padded(build)
+    return raw_request("POST", "/hooks/licensespring",
+                       [("Content-Type", "application/json")], body)
+
+
+def fno_request(n: int, tag: str, key: Any, now: float) -> bytes:
+    def build(filler: str) -> Any:
+        return {"eventHeader": {"event": "ENT", "eventType": "UPDATE", "userId": "1000admin",
+                                "tenant": "1000", "timeStamp": str(int(now * 1000) + n)},
+                "eventBody": {"entitlementId": f"{tag}{n}", "entitlementName": f"ENT-{n}",
+                              "version": "1.0", "soldToAccount": "SAMPLE_ORG",
+                              "accounts": ["SAMPLE_ORG"],
+                              "lineItems": [{"activationId": stable_uuid("act", tag, n),
+                                             "productName": "Acme Studio", "quantity": "5",
+                                             "description": filler}]}}
+
+    body = padded(build)
+    headers = [("Content-Type", "application/json"),
+               *sign_fno(username=FNO_USER, password=FNO_PASSWORD)]
+    return raw_request("POST", "/hooks/fno", headers, body)
+
+
+def zentitle_request(n: int, tag: str, key: Any, now: float) -> bytes:
+    def build(filler: str) -> Any:
+        return {"eventId": stable_uuid("zen", tag, n), "eventDate": "2024-06-03T09:05:46.795Z",
+                "eventCode": "entitlement.created", "resourceId": f"ent{tag}{n}",
+                "callAttempt": 1, "payload": {
+                    "entitlementId": f"ent{tag}{n}", "productId": "NkxlWSSRu8RfpD4eCchBjg",
+                    "offeringId": "2lyI3at_9U7UIFpdbaLo6w",
+                    "customerId": f"cus{n}", "orderRefId": f"SO-{n}", "seatCount": 5,
+                    "expiresAt": "2026-06-03T09:05:46.795Z", "notes": filler}}
+
+    body = padded(build)
+    return raw_request("POST", "/hooks/zentitle",
+                       [("Content-Type", "application/json; charset=utf-8")], body)
+
+
+def standard_request(n: int, tag: str, key: Any, now: float) -> bytes:
+    def build(filler: str) -> Any:
+        return {"type": "license.created", "timestamp": "2024-06-03T14:25:07.000Z",
+                "data": {"id": f"lic_{tag}{n:012d}", "object": "license",
+                         "key": f"ACME-{n:08X}", "status": "active", "product": "acme-studio",
+                         "plan": "pro-annual", "seats": 5,
+                         "customer": {"id": f"cus_{n}", "email": f"user{n}@example.com"},
+                         "expires_at": "2026-06-03T14:25:07.000Z", "notes": filler}}
+
+    body = padded(build)
+    headers = [("Content-Type", "application/json"),
+               ("User-Agent", "Example-Licensing-Webhooks/1.0"),
+               *sign_standard(body, STD_SECRET, webhook_id=f"msg_{tag}{n:012d}", now=now)]
+    return raw_request("POST", "/hooks/std", headers, body)
+
+
+def generic_request(n: int, tag: str, key: Any, now: float) -> bytes:
+    def build(filler: str) -> Any:
+        return {"id": f"evt_{tag}{n:012d}", "type": "order.paid",
+                "created_at": "2024-06-03T15:02:44Z",
+                "order": {"id": f"ord_{n}", "number": n, "status": "paid", "currency": "EUR",
+                          "total": "249.00",
+                          "customer": {"email": f"user{n}@example.com", "name": "Jane Doe"},
+                          "items": [{"sku": "ACME-STUDIO-PRO-1Y", "quantity": 1,
+                                     "price": "249.00", "description": filler}]}}
+
+    body = padded(build)
+    return raw_request("POST", "/hooks/generic", [("Content-Type", "application/json"),
+                                                  ("User-Agent", "Shoply-Webhooks/2.4")], body)
+
+
+BUILDERS: dict[str, Callable[[int, str, Any, float], bytes]] = {
+    "keygen": keygen_request, "licensespring": licensespring_request, "fno": fno_request,
+    "zentitle": zentitle_request, "standard": standard_request, "generic": generic_request,
+}
+
+
+def make_pool(dialect: str, count: int, tag: str, key: Any) -> list[bytes]:
+    now = time.time()
+    build = BUILDERS[dialect]
+    return [build(n, tag, key, now) for n in range(count)]
+
+
+# -- the receiver's configuration ------------------------------------------------------------
+
+
+def receiver_config(public_key_hex: str) -> str:
+    return f"""
+[endpoints.keygen]
+source = "keygen"
+public_key = "{public_key_hex}"
+url = "{KEYGEN_URL}"
+
+[endpoints.licensespring]
+source = "licensespring"
+
+[endpoints.fno]
+source = "fno"
+auth = "basic"
+username = "{FNO_USER}"
+password = "{FNO_PASSWORD}"
+
+[endpoints.zentitle]
+source = "zentitle"
+
+[endpoints.std]
+source = "standard"
+secrets = ["{STD_SECRET}"]
+"""
+
+
+def post_once(port: int, raw: bytes) -> tuple[int, dict[str, Any]]:
+    """Send one raw request (to check the setup); the status and JSON answer."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    headers.pop("Host", None)
+    headers.pop("Content-Length", None)
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
+                                     headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            text = response.read()
+            return response.status, json.loads(text) if text else {}
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    server: str
+    dialect: str
+    result: dict[str, Any]
+    server_cpu: float  # seconds of worker CPU during the measured run
+    client_cpu: float  # seconds of load-generator CPU
+    other_cpu: float = 0.0  # seconds of CPU used by anything else on the machine meanwhile
+    iowait: float = 0.0  # seconds CPUs sat idle waiting for disk meanwhile
+    steal: float = 0.0  # seconds stolen by the hypervisor meanwhile
+
+    @property
+    def rps(self) -> float:
+        return float(self.result["requests"]) / float(self.result["duration"])
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.server_cpu / max(1, self.result["requests"]) * 1e6
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(tool: Tool, server: Server, dialect: str, warm: Path, pool: Path,
+            args: argparse.Namespace) -> Measured:
+    if args.warmup > 0:
+        tool.run(server.port, warm, duration=args.warmup, connections=args.connections,
+                 threads=args.threads)
+    if getattr(args, "wait_quiet", 0) > 0:
+        load = wait_quiet(args.wait_quiet)
+        if load > 0.3:
+            print(f"  (machine still busy: {load:.2f} cores before this run)")
+    workers = server.worker_pids()
+    cpu_before, client_before = cpu_seconds(workers), children_cpu()
+    machine_before = system_cpu()
+    result = tool.run(server.port, pool, duration=args.duration,
+                      connections=args.connections, threads=args.threads)
+    server_cpu = cpu_seconds(workers) - cpu_before
+    client_cpu = children_cpu() - client_before
+    machine_after = system_cpu()
+    busy = machine_after["busy"] - machine_before["busy"]
+    measured = Measured(server.name, dialect, result, server_cpu, client_cpu,
+                        other_cpu=max(0.0, busy - server_cpu - client_cpu),
+                        iowait=machine_after["iowait"] - machine_before["iowait"],
+                        steal=machine_after["steal"] - machine_before["steal"])
+    flag = ""
+    if result.get("status_errors") or result.get("errors"):
+        flag = f"  ({result.get('status_errors', 0)} non-2xx, {result.get('errors', 0)} errors)"
+    if result.get("wrapped"):
+        flag += f"  (pool wrapped {result['wrapped']}x: some requests repeated)"
+    print(f"  {server.name:<12} {dialect:<14} {measured.rps:8.0f} req/s  "
+          f"p50 {result['p50_us'] / 1000:6.2f} ms  p99 {result['p99_us'] / 1000:6.2f} ms  "
+          f"server CPU {measured.cpu_us_per_request:5.0f} us/req  "
+          f"other load {measured.other_cpu / result['duration']:4.2f} cores{flag}", flush=True)
+    return measured
+
+
+def stored_counts(db: Path) -> dict[str, dict[str, int]]:
+    conn = sqlite3.connect(db)
+    try:
+        counts: dict[str, dict[str, int]] = {}
+        for endpoint, events, repeats in conn.execute(
+                "SELECT endpoint, count(*), sum(delivery_count - 1) FROM events GROUP BY 1"):
+            counts.setdefault(endpoint, {})["events"] = events
+            counts[endpoint]["duplicates"] = repeats or 0
+        for endpoint, ok, refused in conn.execute(
+                "SELECT endpoint, sum(status_code < 300), sum(status_code >= 300) FROM deliveries"
+                " GROUP BY 1"):
+            counts.setdefault(endpoint, {})["deliveries_2xx"] = ok or 0
+            counts[endpoint]["deliveries_refused"] = refused or 0
+        return counts
+    finally:
+        conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dialects", default=",".join(DIALECTS),
+                        help="comma-separated subset of " + ", ".join(DIALECTS))
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="measured seconds per run (default 10)")
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="warm-up seconds before each run, not counted (default 2)")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="wrk threads / asyncio client processes (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
+    parser.add_argument("--gthreads", type=int, default=1, help="threads per gthread worker")
+    parser.add_argument("--access-log", action="store_true",
+                        help="gunicorn access log to stdout on every server (as `receiver "
+                             "serve` does); off by default")
+    parser.add_argument("--tool", default="auto", choices=["auto", "wrk", "asyncio"])
+    parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                        help="before each measured run wait up to SECONDS for the machine to "
+                             "be nearly idle (other processes' CPU < 0.3 cores); default 0")
+    parser.add_argument("--rate-cap", type=int, default=8000,
+                        help="requests/s the unique pool is sized for (default 8000)")
+    parser.add_argument("--no-write", action="store_true",
+                        help="print only; do not touch results/ and RESULTS.md")
+    args = parser.parse_args(argv)
+    dialects = [name.strip() for name in args.dialects.split(",") if name.strip()]
+    unknown = sorted(set(dialects) - set(DIALECTS))
+    if unknown:
+        parser.error(f"unknown dialect {unknown[0]!r}")
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    started = time.monotonic()
+    tool = pick_tool(args.tool)
+    settings = GunicornSettings(workers=args.workers, worker_class=args.worker_class,
+                                threads=args.gthreads, access_log=args.access_log)
+    info = machine()
+    print(f"machine: {machine_line(info)}")
+    print(f"load tool: {tool.describe(args.connections, args.threads)}")
+    print(f"servers: {settings.describe()}; warm-up {args.warmup:g} s, measured "
+          f"{args.duration:g} s per run")
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    public_hex = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                               serialization.PublicFormat.Raw).hex()
+    pool_size = int(args.rate_cap * (args.duration + 1))
+    warm_size = int(args.rate_cap * (args.warmup + 1)) if args.warmup > 0 else 0
+
+    with tempfile.TemporaryDirectory(prefix="receiver-bench-") as tmp:
+        work = Path(tmp)
+        config = work / "receiver.toml"
+        config.write_text(receiver_config(public_hex))
+        receiver_db = work / "receiver.db"
+        bare_db = work / "bare.db"
+        clean_env: dict[str, str | None] = {
+            name: None for name in os.environ if name.startswith("RECEIVER_")}
+        servers = [
+            Server("bare-204", "bare_app:app", free_port(), env={"BENCH_BARE_DB": ""},
+                   pythonpath=str(HERE), log_path=work / "bare-204.log"),
+            Server("bare-insert", "bare_app:app", free_port(),
+                   env={"BENCH_BARE_DB": str(bare_db)}, pythonpath=str(HERE),
+                   log_path=work / "bare-insert.log"),
+            Server("receiver", "receiver:create_app()", free_port(),
+                   env={**clean_env, "RECEIVER_CONFIG": str(config),
+                        "RECEIVER_DATABASE": str(receiver_db),
+                        "RECEIVER_SECRET_KEY": "benchmark"},
+                   log_path=work / "receiver.log"),
+        ]
+        results: list[Measured] = []
+        try:
+            for server in servers:
+                server.start(settings)
+            receiver = servers[2]
+            # The setup works: each dialect answers 200 with the expected verdict.
+            for dialect in dialects:
+                raw = BUILDERS[dialect](0, "check", key, time.time())
+                status, answer = post_once(receiver.port, raw)
+                verdict = answer.get("signature_status")
+                if status != 200 or verdict != EXPECTED_STATUS[dialect]:
+                    raise SystemExit(f"setup check failed for {dialect}: {status} {answer}")
+            print(f"setup check: every dialect answered 200 with its expected "
+                  f"signature_status; pools of {pool_size} requests (+{warm_size} warm-up) "
+                  "per dialect")
+            for dialect in dialects:
+                began = time.monotonic()
+                warm = work / f"{dialect}.warm.pool"
+                pool = work / f"{dialect}.pool"
+                write_pool(warm, make_pool(dialect, warm_size, "w", key))
+                write_pool(pool, make_pool(dialect, pool_size, "m", key))
+                print(f"{dialect}: {pool_size + warm_size} requests generated and signed in "
+                      f"{time.monotonic() - began:.1f} s (~{pool.stat().st_size // pool_size} "
+                      "bytes each on the wire)", flush=True)
+                for server in servers:
+                    results.append(measure(tool, server, dialect, warm, pool, args))
+                warm.unlink()
+                pool.unlink()
+        finally:
+            for server in servers:
+                server.stop()
+        stored = stored_counts(receiver_db)
+        receiver_log = (work / "receiver.log").read_text(errors="replace")
+    elapsed = time.monotonic() - started
+
+    rows = []
+    report: dict[str, Any] = {"machine": info, "tool": tool.describe(args.connections,
+                                                                     args.threads),
+                              "servers": settings.describe(), "duration": args.duration,
+                              "warmup": args.warmup, "connections": args.connections,
+                              "threads": args.threads, "dialects": {}, "stored": stored,
+                              "elapsed_seconds": round(elapsed, 1)}
+    by_key = {(m.server, m.dialect): m for m in results}
+    for dialect in dialects:
+        bare, insert, mine = (by_key.get((name, dialect))
+                              for name in ("bare-204", "bare-insert", "receiver"))
+        if not (bare and insert and mine):
+            continue
+        rows.append([
+            dialect, f"{mine.rps:,.0f}", f"{mine.result['p50_us'] / 1000:.2f}",
+            f"{mine.result['p99_us'] / 1000:.2f}", f"{mine.cpu_us_per_request:.0f}",
+            f"{bare.rps:,.0f}", f"{bare.result['p99_us'] / 1000:.2f}",
+            f"{insert.rps:,.0f}", f"{insert.result['p99_us'] / 1000:.2f}",
+            f"{mine.rps / bare.rps:.2f}", f"{mine.rps / insert.rps:.2f}",
+        ])
+        report["dialects"][dialect] = {
+            m.server: {**m.result, "rps": round(m.rps, 1), "server_cpu_s": round(m.server_cpu, 3),
+                       "client_cpu_s": round(m.client_cpu, 3),
+                       "other_cpu_s": round(m.other_cpu, 3), "iowait_s": round(m.iowait, 3),
+                       "steal_s": round(m.steal, 3),
+                       "server_cpu_us_per_request": round(m.cpu_us_per_request, 1)}
+            for m in (bare, insert, mine)}
+        report["dialects"][dialect]["ratio_bare_204"] = round(mine.rps / bare.rps, 3)
+        report["dialects"][dialect]["ratio_bare_insert"] = round(mine.rps / insert.rps, 3)
+    headers = ["dialect", "receiver req/s", "p50 ms", "p99 ms", "CPU us/req",
+               "bare-204 req/s", "p99 ms", "bare-insert req/s", "p99 ms",
+               "recv/bare-204", "recv/bare-insert"]
+    text = table(headers, rows)
+    cpu_rows = []
+    for dialect in dialects:
+        entry = report["dialects"].get(dialect)
+        if entry:
+            cpu = {name: entry[name]["server_cpu_us_per_request"]
+                   for name in ("bare-204", "bare-insert", "receiver")}
+            others = [entry[name]["other_cpu_s"] / entry[name]["duration"]
+                      for name in ("bare-204", "bare-insert", "receiver")]
+            cpu_rows.append([dialect, f"{cpu['bare-204']:.0f}", f"{cpu['bare-insert']:.0f}",
+                             f"{cpu['receiver']:.0f}",
+                             f"{cpu['receiver'] - cpu['bare-204']:.0f}",
+                             f"{cpu['receiver'] - cpu['bare-insert']:.0f}",
+                             " / ".join(f"{value:.2f}" for value in others)])
+    cpu_text = table(["dialect", "bare-204", "bare-insert", "receiver", "recv - bare-204",
+                      "recv - bare-insert", "other load, cores (204 / insert / recv)"],
+                     cpu_rows)
+    stored_rows = []
+    for dialect in dialects:
+        counts = stored.get(ENDPOINT_OF[dialect], {})
+        stored_rows.append([dialect, counts.get("events", 0), counts.get("duplicates", 0),
+                            counts.get("deliveries_2xx", 0),
+                            counts.get("deliveries_refused", 0)])
+    stored_text = table(["dialect", "events", "duplicates", "2xx deliveries", "refused"],
+                        stored_rows)
+    print()
+    print(text)
+    print()
+    print("Server CPU per request (us, both workers, user+system), same runs, and the CPU "
+          "anything else on the machine used meanwhile:")
+    print(cpu_text)
+    print()
+    print("Stored by the receiver (warm-up + measured runs + 1 setup check each):")
+    print(stored_text)
+    errors = [line for line in receiver_log.splitlines() if "Traceback" in line or "ERROR" in line]
+    if errors:
+        print(f"\nreceiver log has {len(errors)} error lines (first: {errors[0]})")
+    print(f"\nIn all {elapsed:.0f} s. Targets: recv/bare-204 >= 0.70, recv/bare-insert >= 0.90.")
+
+    if not args.no_write:
+        save_json("ingest", report)
+        detail_rows = [[d, DETAIL[d]] for d in dialects]
+        section = f"""## Ingest: `POST /hooks/<endpoint>` (benchmarks/ingest.py)
+
+Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {elapsed:.0f} s.
+
+- Machine: {machine_line(info)}.
+- Receiver code measured: commit {info['revision']}.
+- Servers, all three alike: {settings.describe()}, each on its own free 127.0.0.1 port.
+  `bare-204` = bare Flask answering 204 without storing; `bare-insert` = that app doing one
+  plain `sqlite3` INSERT of body + headers per request; `receiver` = `receiver:create_app()`.
+- Durability: WAL with `synchronous=NORMAL` for both the receiver and `bare-insert`.
+- Load tool: {tool.describe(args.connections, args.threads)}. Warm-up {args.warmup:g} s (not
+  counted), then {args.duration:g} s measured, per server and dialect; the three servers get
+  the same request stream. Every request is a new event (unique ids), ~1 KB compact JSON
+  body, signed before the run.
+- Latency is wrk's (closed loop, {args.connections} connections). "CPU us/req" is the CPU
+  time of the two gunicorn workers over the measured run divided by the requests; the load
+  generator shares the 2 cores.
+
+{text}
+
+Server CPU per request (us, both workers, user+system), and how many cores anything else
+on the machine kept busy during each run (other sessions' tests share this machine; a run
+with much other load is slower than it would be alone):
+
+{cpu_text}
+
+Endpoints:
+
+{table(["dialect", "how it is checked"], detail_rows)}
+
+Stored by the receiver after the runs (warm-up + measured + 1 setup request each; a
+duplicate would mean a repeated request):
+
+{stored_text}
+
+Targets (issue 7): recv/bare-204 >= 0.70 and recv/bare-insert >= 0.90.
+"""
+        write_section("ingest", section)
+        print(f"wrote {HERE / 'RESULTS.md'} and {HERE / 'results' / 'ingest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
