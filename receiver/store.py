@@ -180,6 +180,20 @@ class DeliveryFilters:
     source: str | None = None
     event_id: int | None = None
     rejected: bool = False
+    #: The type of the delivery's event (exact, ``license.*`` or ``*``); refused deliveries,
+    #: which have no event, never match a type.
+    event_type: str | None = None
+
+
+def _event_type_condition(pattern: str | None) -> tuple[str | None, list[Any]]:
+    """SQL over ``event_type`` for an exact type or a ``prefix.*`` (``*``: no condition)."""
+    if not pattern or pattern == "*":
+        return None, []
+    if pattern.endswith(".*"):
+        prefix = pattern[:-1]
+        # Range on the indexed column: every type starting with "license."
+        return "event_type >= ? AND event_type < ?", [prefix, prefix[:-1] + "/"]
+    return "event_type = ?", [pattern]
 
 
 def _delivery_params(delivery: Delivery) -> dict[str, Any]:
@@ -411,17 +425,10 @@ class Store:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        if filters.event_type:
-            if filters.event_type == "*":
-                pass
-            elif filters.event_type.endswith(".*"):
-                prefix = filters.event_type[:-1]
-                # Range on the indexed column: every type starting with "license."
-                where.append("event_type >= ? AND event_type < ?")
-                params.extend([prefix, prefix[:-1] + "/"])
-            else:
-                where.append("event_type = ?")
-                params.append(filters.event_type)
+        condition, values = _event_type_condition(filters.event_type)
+        if condition:
+            where.append(condition)
+            params.extend(values)
         if filters.since:
             where.append("received_at >= ?")
             params.append(filters.since)
@@ -558,6 +565,12 @@ class Store:
                 params.append(value)
         if filters.rejected:
             where.append("status_code >= 400")
+        condition, values = _event_type_condition(filters.event_type)
+        if condition:
+            # A primary-key probe per delivery row, so keyset pages stop at their limit.
+            where.append("EXISTS (SELECT 1 FROM events WHERE events.id = deliveries.event_id"
+                         f" AND {condition})")
+            params.extend(values)
         if cursor is not None:
             where.append("id < ?")
             params.append(cursor)

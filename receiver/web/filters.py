@@ -45,14 +45,18 @@ def _time(args: Mapping[str, str], name: str) -> str | None:
     return moment
 
 
-def event_filters(args: Mapping[str, str]) -> EventFilters:
+def _event_type(args: Mapping[str, str]) -> str | None:
     event_type = args.get("event_type") or None
     if event_type is not None and not EVENT_TYPE.match(event_type):
         raise BadRequest("event_type must be a dotted type such as license.created, or a "
                          f"prefix such as license.*; got {event_type!r}")
+    return event_type
+
+
+def event_filters(args: Mapping[str, str]) -> EventFilters:
     return EventFilters(
         source=_choice(args, "source", SOURCES),
-        event_type=event_type,
+        event_type=_event_type(args),
         endpoint=args.get("endpoint") or None,
         account=args.get("account") or None,
         subject_id=args.get("subject_id") or None,
@@ -74,6 +78,7 @@ def delivery_filters(args: Mapping[str, str]) -> DeliveryFilters:
         status_code=int(status) if status else None,
         source=_choice(args, "source", SOURCES),
         rejected=args.get("rejected") in ("1", "true", "yes"),
+        event_type=_event_type(args),
     )
 
 
