@@ -815,3 +815,17 @@ def test_api_redeliver_unknown_delivery_is_404(client: Any, target: Target) -> N
     response = client.post("/api/deliveries/999/redeliver", json={"url": target.url})
     assert response.status_code == 404
     assert target.requests == []
+
+
+def test_api_actions_need_a_json_content_type(client: Any) -> None:
+    """A cross-site form (text/plain, urlencoded) cannot trigger replay on an open receiver."""
+    event_id = client.post("/hooks", data=b'{"type": "x.y"}').get_json()["event_id"]
+    form = client.post(f"/api/events/{event_id}/replay", data='{"only_failed": false}',
+                       content_type="text/plain")
+    assert form.status_code == 400 and "application/json" in form.get_json()["error"]
+    assert client.post(f"/api/events/{event_id}/replay", json={}).status_code == 200
+    empty = client.post(f"/api/events/{event_id}/replay", content_type="application/json")
+    assert empty.status_code == 200
+    redeliver = client.post("/api/deliveries/1/redeliver", data="url=http://127.0.0.1:1/",
+                            content_type="application/x-www-form-urlencoded")
+    assert redeliver.status_code == 400

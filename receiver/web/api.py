@@ -45,6 +45,19 @@ def delivery_json(record: dict[str, Any], *, revealed: bool = False) -> dict[str
     return record
 
 
+def json_options() -> Any:
+    """The JSON body of an acting POST. Only ``application/json`` is read: a cross-site form
+    cannot send it, so an open (tokenless) receiver cannot be made to replay by another site."""
+    if not request.is_json:
+        raise BadRequest('send a JSON body with Content-Type: application/json, such as {}')
+    if not request.get_data().strip():
+        return {}
+    options = request.get_json(silent=True)
+    if options is None:
+        raise BadRequest("body is not valid JSON")
+    return options
+
+
 @bp.get("/api/events")
 def list_events() -> Response:
     filters = event_filters(request.args)
@@ -69,7 +82,7 @@ def show_event(event_id: int) -> Response:
 
 @bp.post("/api/events/<int:event_id>/replay")
 def replay_event(event_id: int) -> Response:
-    options = request.get_json(silent=True) or {}
+    options = json_options()
     if not isinstance(options, dict):
         raise BadRequest("replay options must be a JSON object")
     only_failed = bool(options.get("only_failed", False))
@@ -157,7 +170,7 @@ def raw_delivery(delivery_id: int) -> Response:
 
 @bp.post("/api/deliveries/<int:delivery_id>/redeliver")
 def redeliver_delivery(delivery_id: int) -> Response:
-    options = request.get_json(silent=True) or {}
+    options = json_options()
     url = options.get("url") if isinstance(options, dict) else None
     if not isinstance(url, str) or not url:
         raise BadRequest('redeliver needs {"url": "http://..."}')
