@@ -829,3 +829,32 @@ def test_api_actions_need_a_json_content_type(client: Any) -> None:
     redeliver = client.post("/api/deliveries/1/redeliver", data="url=http://127.0.0.1:1/",
                             content_type="application/x-www-form-urlencoded")
     assert redeliver.status_code == 400
+
+
+def test_feed_never_holds_a_single_threaded_worker(client: Any, monkeypatch: Any) -> None:
+    """Under a sync worker (wsgi.multithread false) a long-poll would stall ingest."""
+    from receiver.web import api
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError("the feed held a sync worker")
+
+    monkeypatch.setattr(api.time, "sleep", no_sleep)
+    answer = client.get("/api/deliveries?after=999999&wait=25")
+    assert answer.status_code == 200 and answer.get_json()["deliveries"] == []
+
+
+def test_feed_long_polls_on_a_threaded_server(client: Any, monkeypatch: Any) -> None:
+    from receiver.web import api
+
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 3:
+            client.post("/hooks", data=b'{"type": "late.arrival"}')
+
+    monkeypatch.setattr(api.time, "sleep", nap)
+    answer = client.get("/api/deliveries?after=0&wait=25",
+                        environ_overrides={"wsgi.multithread": True})
+    assert len(naps) == 3
+    assert [d["source"] for d in answer.get_json()["deliveries"]] == ["generic"]
