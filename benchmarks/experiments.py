@@ -3,7 +3,7 @@ with one piece switched off (``variant_app.py``) or configured differently, besi
 bare baselines, same gunicorn settings, same request stream, one run.
 
     python benchmarks/experiments.py                   # ~4 minutes
-    python benchmarks/experiments.py --dialects fno --only "as is,tuned" --duration 5
+    python benchmarks/experiments.py --dialects fno --only "as is;tuned" --duration 5
 
 References: ``bare-204`` and ``bare-insert`` as in ingest.py, and ``bare-200 JSON``, the
 bare app answering 200 with a body the size of the receiver's answer (gunicorn writes the
@@ -13,9 +13,17 @@ Variants (each is an upper bound on what fixing that piece could win):
 - ``access log on``: gunicorn's access log to a file, as ``receiver serve`` logs every request;
 - ``no FTS catch-up``: the maintenance thread does not index the search table;
 - ``catch-up 250 per txn``: the search index caught up 250 events per transaction, not 5000;
+- ``gentle catch-up``: one process at a time, 250 events per transaction, 2 ms pauses,
+  every second;
+- ``checkpoint every 0.1 s``: the background PASSIVE checkpoint ten times as often;
 - ``autocheckpoint 1000``: ``wal_autocheckpoint`` 1000 pages instead of 16384;
 - ``no maintenance``: no background checkpoint and no FTS catch-up;
 - ``fast headers``: header names and the receive time without per-request string work;
+- ``mmap 256 MiB``: ``PRAGMA mmap_size`` on every connection;
+- ``3 indexes dropped``: ``events_subject``, ``events_type``, ``deliveries_event`` dropped
+  (the cost of three b-trees per commit; not a usable receiver: filters would scan);
+- ``no store``: ``save_event`` stubbed out (nothing stored: what the rest of the pipeline
+  costs when served);
 - ``tuned``: autocheckpoint 1000 + catch-up 250 per txn + fast headers together;
 - ``keygen unverified`` (keygen only): the endpoint has no public key, so the Ed25519 check
   is not done (the price of verification).
@@ -26,6 +34,7 @@ Prints a table and writes ``results/experiments.json``. Not a test: no assertion
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -44,6 +53,7 @@ from common import (  # noqa: E402
     machine_line,
     save_json,
     table,
+    write_section,
 )
 from ingest import (  # noqa: E402
     DIALECTS,
@@ -53,6 +63,27 @@ from ingest import (  # noqa: E402
     receiver_config,
 )
 from load import pick_tool, write_pool  # noqa: E402
+
+
+def render(report: dict[str, Any]) -> str:
+    """The experiments section of RESULTS.md from a saved report."""
+    doc = (__doc__ or "").split("Variants (each", 1)[1].split("Prints a table", 1)[0]
+    return f"""## What single pieces cost under load (benchmarks/experiments.py)
+
+Measured {report['measured_at']}; receiver code {report['machine']['revision']}. Same
+machine, load tool and gunicorn settings as the ingest table ({report['servers']}); each
+server started alone, {report['warmup']:g} s warm-up, {report['duration']:g} s measured,
+fresh unique events. The receiver variants patch the imported receiver inside the
+benchmark's own gunicorn process (`benchmarks/variant_app.py`); the receiver's code is not
+changed.
+
+References: `bare-204`, `bare-insert` (as in the ingest table) and `bare-200 JSON` (the bare
+app answering 200 with a body the size of the receiver's answer).
+
+Variants (each{doc.rstrip()}
+
+{report['table']}
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,8 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                         help="wait up to SECONDS for an idle machine before each run")
     parser.add_argument("--only", default="",
-                        help="comma-separated variant names to run (default: all)")
+                        help="variant names to run, separated by ';' (default: all; the bare "
+                             "baselines always run)")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite the RESULTS.md section from results/experiments.json")
     args = parser.parse_args(argv)
+    if args.render:
+        report = json.loads((HERE / "results" / "experiments.json").read_text())
+        write_section("experiments", render(report))
+        return 0
     dialects = [d.strip() for d in args.dialects.split(",") if d.strip()]
     for dialect in dialects:
         if dialect not in DIALECTS:
@@ -90,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                      args.threads),
                               "servers": plain.describe(), "runs": {}}
     rows = []
-    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    only = {name.strip() for name in args.only.split(";") if name.strip()}
     with tempfile.TemporaryDirectory(prefix="receiver-experiments-") as tmp:
         work = Path(tmp)
         config = work / "receiver.toml"
@@ -121,16 +159,25 @@ def main(argv: list[str] | None = None) -> int:
                 (receiver(f"as is-{dialect}", "as-is"), plain),
             ]
             if dialect == "keygen":
-                plan.append((receiver(f"keygen unverified-{dialect}", "as-is", unverified),
-                             plain))
+                plan += [(receiver(f"keygen unverified-{dialect}", "as-is", unverified), plain),
+                         (receiver(f"keygen unverified + tuned-{dialect}", "tuned",
+                                   unverified), plain)]
             else:
                 plan += [
                     (receiver(f"access log on-{dialect}", "as-is"), logged),
                     (receiver(f"no FTS catch-up-{dialect}", "no-search-catch-up"), plain),
                     (receiver(f"catch-up 250 per txn-{dialect}", "small-catch-up"), plain),
+                    (receiver(f"gentle catch-up-{dialect}", "gentle-catch-up"), plain),
+                    (receiver(f"checkpoint every 0.1 s-{dialect}", "checkpoint-100ms"), plain),
+                    (receiver(f"one process catches up-{dialect}", "leader-catch-up"), plain),
+                    (receiver(f"checkpoint 0.1 s + no FTS catch-up-{dialect}",
+                              "checkpoint-100ms+no-search-catch-up"), plain),
                     (receiver(f"autocheckpoint 1000-{dialect}", "autocheckpoint-1000"), plain),
                     (receiver(f"no maintenance-{dialect}", "no-maintenance"), plain),
                     (receiver(f"fast headers-{dialect}", "fast-headers"), plain),
+                    (receiver(f"mmap 256 MiB-{dialect}", "mmap"), plain),
+                    (receiver(f"3 indexes dropped-{dialect}", "fewer-indexes"), plain),
+                    (receiver(f"no store (not a receiver)-{dialect}", "no-store"), plain),
                 ]
             plan.append((receiver(f"tuned-{dialect}", "tuned"), plain))
             pool_size = int(args.rate_cap * (args.duration + 1))
@@ -163,8 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     report["table"] = text
+    report.update(warmup=args.warmup, duration=args.duration,
+                  measured_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     save_json("experiments", report)
-    print(f"wrote {HERE / 'results' / 'experiments.json'}")
+    write_section("experiments", render(report))
+    print(f"wrote {HERE / 'RESULTS.md'} and {HERE / 'results' / 'experiments.json'}")
     return 0
 
 
