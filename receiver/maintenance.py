@@ -15,9 +15,10 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
-TICK_SECONDS = 1.0
-SEARCH_EVERY = 10  # ticks
-RETENTION_EVERY = 600  # ticks
+TICK_SECONDS = 0.1
+SEARCH_EVERY = 10  # ticks: look once a second whether ingest went quiet
+RETENTION_EVERY = 6000  # ticks: ten minutes
+SEARCH_BATCH = 500
 
 
 def retention_cutoff(days: int, now: dt.datetime | None = None) -> str:
@@ -30,6 +31,7 @@ class Maintenance:
     def __init__(self, store: Store, settings: Mapping[str, Any]) -> None:
         self.store = store
         self.settings = settings
+        self._newest_seen: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -48,9 +50,15 @@ class Maintenance:
         self._stop.set()
 
     def run_once(self, tick: int = 0) -> None:
+        """One tick: checkpoint the WAL (often and PASSIVE, which keeps the WAL short and the
+        commits cheap); index for search only while ingest is quiet, since indexing holds the
+        write lock (a search catches the index up itself, so it never misses an event)."""
         self.store.checkpoint()
         if tick % SEARCH_EVERY == 0:
-            self.store.catch_up_search()
+            newest = self.store.newest_event_id()
+            if newest == self._newest_seen:
+                self.store.catch_up_search(batch=SEARCH_BATCH)
+            self._newest_seen = newest
         days = self.settings.get("RETENTION_DAYS")
         if days and tick % RETENTION_EVERY == 0:
             counts = self.store.purge(retention_cutoff(days))
