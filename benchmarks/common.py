@@ -73,11 +73,12 @@ def machine() -> dict[str, Any]:
 
 
 def source_revision() -> str:
-    """The receiver code measured: the git commit (``+dirty`` when ``receiver/`` has local
-    changes), or what a ``.bench-revision`` file beside ``receiver/`` says (an exported tree)."""
+    """The receiver code measured: the last commit that changed ``receiver/`` (``+dirty`` when
+    it has local changes), or what a ``.bench-revision`` file beside ``receiver/`` says (an
+    exported tree)."""
     try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=10)
+        commit = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--",
+                                 "receiver"], capture_output=True, text=True, timeout=10)
         if commit.returncode == 0:
             dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
                                     "receiver"], capture_output=True, text=True, timeout=10)
