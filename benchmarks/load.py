@@ -99,7 +99,9 @@ class Wrk(Tool):
 # -- the bundled asyncio client ----------------------------------------------------------------
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """The status, and whether the server closes the connection after this answer
+    (gunicorn's sync workers do after every request)."""
     status_line = await reader.readline()
     if not status_line:
         raise ConnectionError("connection closed")
@@ -118,9 +120,7 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
             close = True
     if length:
         await reader.readexactly(length)
-    if close:
-        raise ConnectionResetError("server closed the connection")
-    return status
+    return status, close
 
 
 async def _connection(port: int, requests: list[bytes], deadline: float,
@@ -143,7 +143,7 @@ async def _connection(port: int, requests: list[bytes], deadline: float,
         started = time.perf_counter()
         try:
             writer.write(raw)
-            status = await _read_response(reader)  # type: ignore[arg-type]
+            status, close = await _read_response(reader)  # type: ignore[arg-type]
         except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
             counts["errors"] += 1
             writer.close()
@@ -154,6 +154,9 @@ async def _connection(port: int, requests: list[bytes], deadline: float,
         counts["sent"] += 1
         if status >= 400:
             counts["status_errors"] += 1
+        if close:
+            writer.close()
+            writer = None
     if writer is not None:
         writer.close()
 
@@ -188,7 +191,9 @@ class AsyncioClient(Tool):
 
     def describe(self, connections: int, threads: int) -> str:
         return (f"bundled asyncio client (benchmarks/load.py): {threads} processes, "
-                f"{connections} keep-alive connections in all, pre-generated unique requests")
+                f"{connections} keep-alive connections in all, pre-generated unique requests; "
+                "it is slower than wrk (about 4,000 req/s against bare-204 here vs 8,500+), "
+                "which narrows the ratios: install wrk for figures to compare")
 
     def run(self, port: int, pool: Path, *, duration: float, connections: int,
             threads: int) -> dict[str, Any]:
