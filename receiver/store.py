@@ -410,6 +410,8 @@ class Store:
         what the window did not fill comes from the index, and that is cheap exactly when
         the filter is rare. A subject or a search is selective and goes to its index at once.
         """
+        if filters.q and filters == EventFilters(q=filters.q):
+            return self._search_page(filters.q, limit=limit, cursor=cursor)
         rows: list[Any] = []
         top = cursor
         if filters.subject_id is None and not filters.q and _filtered(filters):
@@ -422,6 +424,27 @@ class Store:
             rows += self._select_events(filters, limit + 1 - len(rows), below=top)
         events = [_event(row) for row in rows[:limit]]
         next_cursor = str(events[-1].id) if len(rows) > limit else None
+        return events, next_cursor
+
+    def _search_page(self, q: str, *, limit: int, cursor: int | None) -> tuple[
+            list[Event], str | None]:
+        """A search alone: the page is cut inside the full-text index (newest rowids first),
+        so a common word does not fetch every matching event (6.7 -> 0.2 ms at 1M)."""
+        query = self.db.quote_fts(q)
+        if not any(char.isalnum() for char in query):
+            return [], None
+        self.catch_up_search()
+        sql = ("SELECT rowid FROM events_fts WHERE events_fts MATCH ?"
+               + (" AND rowid < ?" if cursor is not None else "")
+               + " ORDER BY rowid DESC LIMIT ?")
+        params: list[Any] = [query, *([cursor] if cursor is not None else []), limit + 1]
+        ids = [row[0] for row in self.conn.execute(sql, params)]
+        marks = ",".join("?" * len(ids)) or "NULL"
+        rows = self.conn.execute(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN ({marks}) ORDER BY id DESC",
+            ids).fetchall()
+        events = [_event(row) for row in rows[:limit]]
+        next_cursor = str(events[-1].id) if len(ids) > limit and events else None
         return events, next_cursor
 
     def _select_events(self, filters: EventFilters, limit: int, *, below: int | None,

@@ -65,3 +65,29 @@ def test_pages_match_a_plain_filter(filled, monkeypatch, source, event_type, win
             break
         cursor = int(next_cursor)
     assert seen == expected
+
+
+def test_search_alone_pages_through_every_match(tmp_path) -> None:
+    store = store_module.Store(str(tmp_path / "receiver.db"))
+    store.migrate()
+    wanted = []
+    for number in range(40):
+        word = "alpha" if number % 3 else "beta"
+        saved = store.save_event(
+            Delivery(body=b"{}"),
+            NormalizedEvent(source="generic", event_type="x.y", vendor_event=None,
+                            external_id=f"s{number}", occurred_at=None, account=None,
+                            actor=None, subject_type=None, subject_id=None,
+                            data={"note": f"{word} {number}"}),
+            "unchecked")
+        if word == "alpha":
+            wanted.append(saved.event_id)
+    seen, cursor = [], None
+    while True:
+        events, cursor_text = store.list_events(EventFilters(q="alpha"), limit=7, cursor=cursor)
+        seen += [event.id for event in events]
+        if cursor_text is None:
+            break
+        cursor = int(cursor_text)
+    assert seen == sorted(wanted, reverse=True)
+    store.close()
