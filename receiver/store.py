@@ -657,12 +657,6 @@ class Store:
         ).fetchall()
         return [_delivery(row) for row in rows]
 
-    def first_delivery_body(self, event_id: int) -> bytes | None:
-        row = self.conn.execute(
-            "SELECT body FROM deliveries WHERE event_id = ? ORDER BY id LIMIT 1", (event_id,)
-        ).fetchone()
-        return None if row is None else row[0]
-
     # -- handler runs and dispatch -----------------------------------------------------
 
     def runs_for_event(self, event_id: int) -> list[dict[str, Any]]:

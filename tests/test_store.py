@@ -679,13 +679,6 @@ def test_store_list_deliveries_filters_and_pages(store: Store) -> None:
     assert [row["id"] for row in after] == sorted(every)[-2:]
 
 
-def test_store_first_delivery_body(store: Store) -> None:
-    first = save(store, "evt-b", delivery=make_delivery(body=b'{"v": 1}'))
-    save(store, "evt-b", delivery=make_delivery(body=b'{"v": 1, "retry": true}'))
-    assert store.first_delivery_body(first.event_id) == b'{"v": 1}'
-    assert store.first_delivery_body(999) is None
-
-
 # -- a database that cannot take the write ------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ..events import Delivery, NormalizedEvent
+from ..events import NormalizedEvent
 
 EVENT_TYPE = "webhook.test"
 
@@ -39,6 +39,3 @@ def ping_event(
         data={},
     )
 
-
-def normalize(delivery: Delivery, source: str) -> NormalizedEvent:
-    return ping_event(source)
