@@ -62,6 +62,15 @@ def sample(source: str, name: str) -> Sample:
     raise LookupError(f"no sample {source}/{name}")
 
 
+def _keygen_payload(name: str) -> Any:
+    return json.loads(json.loads(sample("keygen", name).body)["data"]["attributes"]["payload"])
+
+
+#: Secrets carried by the samples, which pages and API answers must mask.
+RESET_TOKEN: str = _keygen_payload("user.password-reset")["meta"]["passwordResetToken"]
+LICENSE_KEY: str = _keygen_payload("license.created")["data"]["attributes"]["key"]
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests see only the settings they pass: no RECEIVER_* from the shell."""

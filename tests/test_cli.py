@@ -20,10 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from receiver import on, signals
 from receiver.cli import cli
 
-from .conftest import all_samples, sample
+from .conftest import LICENSE_KEY, RESET_TOKEN, all_samples, sample
 
-RESET_TOKEN = "962a3b4a064a38dcc5f329fd24e68ebb"  # samples/keygen/user.password-reset
-LICENSE_KEY = "8F1C2A-7D3E9B-41C6E0-5A2F7D-93B4C1-V3"  # samples/keygen/license.created
 FNO_AUTH = "Bearer fno-cli-secret-token-0042"
 HANDLER = "tests.cli.order_handler"
 

@@ -15,11 +15,9 @@ import pytest
 from receiver import on, signals
 from receiver.events import Delivery, NormalizedEvent
 
-from .conftest import sample
+from .conftest import LICENSE_KEY, RESET_TOKEN, sample
 
 JSON = {"Content-Type": "application/json"}
-RESET_TOKEN = "962a3b4a064a38dcc5f329fd24e68ebb"  # samples/keygen/user.password-reset
-LICENSE_KEY = "8F1C2A-7D3E9B-41C6E0-5A2F7D-93B4C1-V3"  # samples/keygen/license.created
 FNO_AUTH = "Bearer fno-very-secret-token-0042"
 TOKEN = "inspector-token-123"
 
