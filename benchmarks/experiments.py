@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                     (receiver(f"mmap 256 MiB-{dialect}", "mmap"), plain),
                     (receiver(f"3 indexes dropped-{dialect}", "fewer-indexes"), plain),
                     (receiver(f"no store (not a receiver)-{dialect}", "no-store"), plain),
+                    (receiver(f"no writer queue-{dialect}", "no-writer-queue"), plain),
+                    (receiver(f"try writer queue-{dialect}", "try-writer-queue"), plain),
+                    (receiver(f"no writer queue + 3 indexes dropped-{dialect}",
+                              "no-writer-queue+fewer-indexes"), plain),
                 ]
             plan.append((receiver(f"tuned-{dialect}", "tuned"), plain))
             pool_size = int(args.rate_cap * (args.duration + 1))

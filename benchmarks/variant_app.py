@@ -31,6 +31,10 @@ Several variants apply together when joined with ``+``.
 - ``fewer-indexes``: the secondary indexes ``events_subject``, ``events_type`` and
   ``deliveries_event`` dropped after start (what three b-trees cost per commit; the API's
   filters would then scan);
+- ``no-writer-queue``: writers of different processes meet in SQLite's busy handler (sleeps
+  of 1, 2, 5... ms) instead of queueing on the ``flock`` of ``store.WriterQueue``;
+- ``try-writer-queue``: the ``flock`` taken without waiting when it is free, a contended
+  writer yields the CPU up to 50 times before it blocks on it;
 - ``cprofile``: as is, with cProfile on in each worker's main thread (gunicorn's loop
   included); stats are dumped at exit to ``BENCH_PROFILE_DIR/<pid>.prof``;
 - ``fast-headers``: header names of the WSGI environ mapped through a dict instead of
@@ -171,6 +175,26 @@ def _patch_one(variant: str, store: Any, events: Any, ingest: Any) -> None:
         store.Store._connect = _connect
     elif variant == "fewer-indexes":
         pass  # done after create_app below
+    elif variant == "no-writer-queue":
+        store.WriterQueue.__enter__ = lambda self: self._thread_lock.acquire()
+        store.WriterQueue.__exit__ = lambda self, *exc: self._thread_lock.release()
+    elif variant == "try-writer-queue":
+        import fcntl
+
+        def enter(self: Any) -> None:
+            self._thread_lock.acquire()
+            if self._fd is None or self._pid != os.getpid():
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                self._pid = os.getpid()
+            for _ in range(50):
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    os.sched_yield()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+        store.WriterQueue.__enter__ = enter
     elif variant == "cprofile":
         import atexit
         import cProfile
