@@ -43,6 +43,13 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, 
                "mib": MiB, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
 
 
+def parse_count(value: Any) -> int:
+    number = parse_int(value)
+    if number < 0:
+        raise ValueError(f"expected 0 or more, got {value!r}")
+    return number
+
+
 def parse_size(value: Any) -> int:
     """Bytes: ``5242880``, ``5MiB``, ``512kb``."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -112,6 +119,10 @@ SETTINGS: list[Setting] = [
             "When set, pages and the JSON API need this Bearer token or a /login session."),
     Setting("REDELIVER_ALLOW", parse_list, ["localhost", "127.0.0.1", "::1"],
             "Host names that redeliver and forward may send to (comma-separated)."),
+    Setting("TRUSTED_PROXIES", parse_count, 0,
+            "How many reverse proxies stand in front (nginx, a load balancer); their "
+            "X-Forwarded-For and X-Forwarded-Proto then give the sender's address and the "
+            "scheme. 0 trusts no such header."),
     Setting("STRICT_ENDPOINTS", parse_bool, False,
             "Answer 404 for /hooks/<name> when <name> is not configured."),
     Setting("RETENTION_DAYS", optional(parse_int), None,

@@ -106,6 +106,42 @@ def test_fno_basic_credentials_enforced(make_app) -> None:
     assert "s3cret-pass" not in refused.get_data(as_text=True)
 
 
+FNO_BEHIND_PROXY = {"fno": {"source": "fno", "auth": "none",
+                            "allow_ips": ["203.0.113.0/24"]}}
+
+
+@pytest.mark.parametrize(("proxies", "forwarded", "status", "stored_addr"), [
+    # No proxy trusted: the peer (here the proxy at 127.0.0.1) is what allow_ips sees, and
+    # a header a sender wrote itself is never believed.
+    (0, "203.0.113.7", 401, "127.0.0.1"),
+    # One proxy: the address it appended, the last entry, is the sender's.
+    (1, "203.0.113.7", 200, "203.0.113.7"),
+    (1, "203.0.113.7, 198.51.100.9", 401, "198.51.100.9"),
+    # Two proxies: the second-last entry (the first proxy's view of the sender).
+    (2, "203.0.113.7, 10.0.0.2", 200, "203.0.113.7"),
+])
+def test_fno_allow_ips_behind_trusted_proxies(make_app, proxies, forwarded, status,
+                                              stored_addr) -> None:
+    app = make_app(ENDPOINTS=FNO_BEHIND_PROXY, TRUSTED_PROXIES=proxies)
+    body = sample("fno", "entitlement.updated").body
+    response = app.test_client().post(
+        "/hooks/fno", data=body, environ_base={"REMOTE_ADDR": "127.0.0.1"},
+        headers={"Content-Type": "application/json", "X-Forwarded-For": forwarded,
+                 "X-Forwarded-Proto": "https"})
+    assert response.status_code == status, response.json
+    stored = app.extensions["receiver.store"].get_delivery(response.json["delivery_id"])
+    assert stored["remote_addr"] == stored_addr
+    # The request is kept as it arrived, forwarding headers included.
+    assert ["X-Forwarded-For", forwarded] in stored["headers"]
+
+
+def test_trusted_proxies_setting_refuses_a_negative_count(make_app) -> None:
+    from receiver.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
+        make_app(TRUSTED_PROXIES="-1")
+
+
 def test_standard_rotation_second_secret_matches(make_app) -> None:
     old, new = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_" + "QUJD" * 8
     app = make_app(ENDPOINTS={"std": {"source": "standard", "secrets": [new, old]}})

@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from ..errors import ReceiverError, StorageUnavailable
@@ -36,6 +37,13 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(api.bp)
     inspect.init_app(app)
     access.init_app(app)
+    proxies = app.config["TRUSTED_PROXIES"]
+    if proxies:
+        # Outermost, so ingest (FNO allow_ips, the stored remote_addr) sees the sender's
+        # address. The Host header is left as received: it is part of the stored request,
+        # and a Keygen endpoint names its public URL in `url` (verify.py).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies,  # type: ignore[method-assign]
+                                x_proto=proxies, x_host=0, x_port=0, x_prefix=0)
 
     @app.errorhandler(ReceiverError)
     def handle_receiver_error(error: ReceiverError) -> Response:
