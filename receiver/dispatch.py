@@ -1,9 +1,11 @@
 """Run handlers after the event is committed, and make sure every event is run once.
 
 An event is stored ``pending``. A worker claims it with a lease (``store.claim_pending``),
-runs the handlers, records the runs and settles the status. If the worker dies mid-dispatch
-(SIGKILL, crash) the lease runs out and any worker's sweep claims it again, so nothing
-waits for a restart and no two workers run the same event at once.
+runs the handlers, records the runs and settles the status. While it holds leases a keeper
+thread renews them every third of the lease, so a handler slower than the lease, or a long
+queue, keeps its event. If the worker dies mid-dispatch (SIGKILL, crash) the renewals stop,
+the lease runs out and any worker's sweep claims it again, so nothing waits for a restart
+and no two live workers run the same event.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ class Dispatcher:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._held: set[int] = set()  # events leased to us and not yet settled
+        self._keeping = False  # a keeper thread renews the leases of _held
 
     @property
     def owner(self) -> str:
@@ -88,6 +92,7 @@ class Dispatcher:
 
     def submit(self, event_id: int) -> None:
         """Hand over an event that was stored leased to us; in sync mode it runs now."""
+        self._hold(event_id)
         if self.mode == "sync":
             self.run_leased(event_id)
             return
@@ -96,20 +101,29 @@ class Dispatcher:
 
     def run_leased(self, event_id: int) -> None:
         """Run an event this dispatcher holds the lease on (taken when it was stored)."""
-        event = self.store.get_event(event_id)
-        if event.dispatch_status != "pending":
-            return
-        run_event(self.store, self.settings, event, owner=self.owner)
+        try:
+            event = self.store.get_event(event_id)
+            # Settled already, or taken over while this process stood still past the lease.
+            if event.dispatch_status != "pending" or \
+                    self.store.lease_owner(event_id) != self.owner:
+                return
+            run_event(self.store, self.settings, event, owner=self.owner)
+        finally:
+            self._release(event_id)
 
     def dispatch(self, event_id: int | None = None, limit: int = 20) -> int:
         """Claim and run pending events (one, or a sweep); returns how many ran."""
         events = self.store.claim_pending(self.owner, lease_seconds=self.lease_seconds,
                                           limit=limit, event_id=event_id)
         for event in events:
+            self._hold(event.id)
+        for event in events:
             try:
                 run_event(self.store, self.settings, event, owner=self.owner)
             except Exception:  # the lease runs out and another sweep retries it
                 log.exception("dispatch of event %s failed", event.id)
+            finally:
+                self._release(event.id)
         return len(events)
 
     def start(self) -> None:
@@ -121,8 +135,39 @@ class Dispatcher:
         """Threads and leases do not survive fork: the child is a new dispatcher."""
         self._pid = os.getpid()
         self._thread = None
+        self._lock = threading.Lock()
+        self._held = set()
+        self._keeping = False
         self._queue = queue.Queue()
         self._owner = _owner_name()
+
+    def _hold(self, event_id: int) -> None:
+        if self._pid != os.getpid():
+            self._reset_after_fork()
+        with self._lock:
+            self._held.add(event_id)
+            if not self._keeping:
+                self._keeping = True
+                threading.Thread(target=self._keep_leases, name="receiver-leases",
+                                 daemon=True).start()
+
+    def _release(self, event_id: int) -> None:
+        with self._lock:
+            self._held.discard(event_id)
+
+    def _keep_leases(self) -> None:
+        """Renew our leases every third of the lease for as long as we hold any."""
+        interval = max(self.lease_seconds / 3, 0.1)
+        while True:
+            time.sleep(interval)  # a lease taken just now is fresh
+            with self._lock:
+                if not self._held:
+                    self._keeping = False
+                    return
+            try:
+                self.store.renew_leases(self.owner, lease_seconds=self.lease_seconds)
+            except Exception:  # a full disk: retried next round, taken over after the lease
+                log.exception("renewing dispatch leases failed")
 
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid():

@@ -688,6 +688,20 @@ class Store:
             rows = conn.execute(sql, params).fetchall()
         return sorted((_event(row) for row in rows), key=lambda event: event.id)
 
+    def renew_leases(self, owner: str, *, lease_seconds: float) -> int:
+        """Push back the expiry of every pending event ``owner`` holds, queued or running,
+        so a slow handler or a long queue never lets another worker take over a dispatch
+        that is alive; returns how many."""
+        with self.write() as conn:
+            return conn.execute(
+                "UPDATE events SET lease_expires = ? WHERE dispatch_status = 'pending'"
+                " AND lease_owner = ?", (time.time() + lease_seconds, owner)).rowcount
+
+    def lease_owner(self, event_id: int) -> str | None:
+        row = self.conn.execute("SELECT lease_owner FROM events WHERE id = ?",
+                                (event_id,)).fetchone()
+        return row[0] if row else None
+
     def record_runs(
         self, event_id: int, runs: Sequence[Mapping[str, Any]], *, trigger: str,
         owner: str | None = None,

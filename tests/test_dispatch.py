@@ -200,6 +200,63 @@ def test_a_live_lease_is_not_taken_over(store, db_path) -> None:
     assert store.claim_pending("worker-b", lease_seconds=60) == []
 
 
+def test_a_handler_slower_than_the_lease_keeps_its_event(make_app, db_path) -> None:
+    """The dispatching worker renews its lease while the handler runs, so another worker's
+    sweep never takes a live dispatch over (it would run the handler a second time)."""
+    from receiver.store import Store
+
+    release, started = threading.Event(), threading.Event()
+    runs: list[int] = []
+
+    @on("*")
+    def slow(event, **extra):
+        runs.append(event.id)
+        started.set()
+        release.wait(20)
+
+    app = make_app(DISPATCH="background", DISPATCH_LEASE=1)
+    answer = app.test_client().post("/hooks", data=sample("fno", "device.created").body)
+    assert answer.status_code == 200 and started.wait(10)
+    other_worker = Store(db_path)
+    try:
+        deadline = time.monotonic() + 3.5  # three and a half lease lengths
+        while time.monotonic() < deadline:
+            assert other_worker.claim_pending("worker-b", lease_seconds=1) == []
+            time.sleep(0.1)
+    finally:
+        release.set()
+    app.extensions["receiver.dispatcher"].drain()
+    store = app.extensions["receiver.store"]
+    assert store.get_event(answer.json["event_id"]).dispatch_status == "done"
+    assert runs == [answer.json["event_id"]]
+    # Settled: no lease left to renew or take over.
+    assert store.lease_owner(answer.json["event_id"]) is None
+    other_worker.close()
+
+
+def test_a_dispatch_taken_over_meanwhile_is_not_run_again(make_app, db_path) -> None:
+    """A process that stood still past its lease (stopped, swapped out) finds the event taken
+    over when it resumes, and leaves it to the new holder."""
+    from receiver import dialects
+    from receiver.store import Store
+
+    runs: list[int] = []
+    on("*")(lambda event, **_: runs.append(event.id))
+    app = make_app(DISPATCH="sync")
+    store = app.extensions["receiver.store"]
+    dispatcher = app.extensions["receiver.dispatcher"]
+    item = sample("keygen", "license.created")
+    delivery = Delivery(body=item.body)
+    event = dialects.normalize("keygen", delivery, json.loads(item.body), parsed=True)
+    saved = store.save_event(delivery, event, "unchecked", dispatch_to=dispatcher.owner,
+                             lease_seconds=-1)
+    assert [e.id for e in Store(db_path).claim_pending("worker-b", lease_seconds=60)] == [
+        saved.event_id]
+    dispatcher.run_leased(saved.event_id)
+    assert runs == []
+    assert store.lease_owner(saved.event_id) == "worker-b"
+
+
 # -- the password-reset mail through the whole app --------------------------------------
 
 
