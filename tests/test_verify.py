@@ -981,3 +981,48 @@ def test_standard_published_vector_by_hand():
     content = f"{STD_ID}.{STD_TIME}.".encode() + STD_PAYLOAD
     expected = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
     assert expected == "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+# -- Ed25519 through libsodium agrees with OpenSSL -------------------------------------------
+
+_ED_KEYS = [ed25519.Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
+            for seed in (1, 2, 3)]
+
+
+def _openssl_accepts(key: ed25519.Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    try:
+        key.verify(signature, message)
+    except Exception:  # InvalidSignature, or a malformed signature
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(message=st.binary(max_size=2048), signer=st.integers(0, 2), checker=st.integers(0, 2),
+       flip=st.one_of(st.none(), st.integers(0, 64 * 8 - 1)),
+       flip_message=st.one_of(st.none(), st.integers(0, 2048 * 8 - 1)),
+       cut=st.integers(0, 3))
+def test_ed25519_valid_agrees_with_cryptography(message, signer, checker, flip, flip_message,
+                                                cut) -> None:
+    """Valid signatures pass, and a flipped bit in the signature or the message, the wrong
+    key or a truncated signature fail, exactly as OpenSSL decides."""
+    signature = bytearray(_ED_KEYS[signer].sign(message))
+    if flip is not None:
+        signature[flip // 8] ^= 1 << (flip % 8)
+    if cut:
+        del signature[-cut:]
+    checked = bytearray(message)
+    if flip_message is not None and checked:
+        index = (flip_message // 8) % len(checked)
+        checked[index] ^= 1 << (flip_message % 8)
+    key = _ED_KEYS[checker].public_key()
+    expected = _openssl_accepts(key, bytes(signature), bytes(checked))
+    assert verify_module.ed25519_valid(key, bytes(signature), bytes(checked)) is expected
+    if flip is None and not cut and checked == message and signer == checker:
+        assert expected is True
+
+
+def test_ed25519_valid_refuses_junk_signatures() -> None:
+    key = _ED_KEYS[0].public_key()
+    for junk in (b"", b"\x00" * 64, b"\xff" * 64, b"\x00" * 65, "not bytes"):
+        assert verify_module.ed25519_valid(key, junk, b"message") is False  # type: ignore[arg-type]
