@@ -1,8 +1,8 @@
 """Ingest throughput and latency of ``POST /hooks/<endpoint>`` per dialect, against two bare
 Flask baselines on the same gunicorn settings, in one run.
 
-    python benchmarks/ingest.py                 # ~4 minutes on 2 cores
-    python benchmarks/ingest.py --dialects keygen,fno --duration 5
+    python benchmarks/ingest.py                 # ~13 minutes on 2 cores
+    python benchmarks/ingest.py --dialects keygen,fno --duration 5 --rounds 1
 
 Servers (each started and stopped here, on free 127.0.0.1 ports, same gunicorn settings):
 - ``bare-204``: a bare Flask app answering 204, storing nothing (``bare_app.py``);
@@ -15,8 +15,11 @@ Servers (each started and stopped here, on free 127.0.0.1 ports, same gunicorn s
 
 Every request is a unique event (id fields vary), ~1 KB of compact JSON, signed before the
 run (signing is not measured). Per dialect the three servers get the same request stream:
-a warm-up (default 2 s, not counted) then a measured run (default 10 s). Load: ``wrk`` with
-``pool.lua`` when on PATH, else the bundled asyncio client (``--tool``).
+a warm-up (default 2 s, not counted) then a measured run (default 10 s), in ``--rounds``
+rounds (default 3) with the servers' order rotated each round. Figures are medians over the
+rounds; a ratio is the median of the rounds' ratios (each within one round), with its range,
+since the same bare server varies by up to 15 % from one run to the next on this machine.
+Load: ``wrk`` with ``pool.lua`` when on PATH, else the bundled asyncio client (``--tool``).
 
 Prints a table, writes ``results/ingest.json`` and the ingest section of ``RESULTS.md``.
 No assertion on time anywhere: this is a measurement, not a test.
@@ -31,6 +34,7 @@ import json
 import os
 import resource
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -289,6 +293,7 @@ class Measured:
     server_cpu: float  # seconds of worker CPU during the measured run
     client_cpu: float  # seconds of load-generator CPU
     other_cpu: float = 0.0  # seconds of CPU used by anything else on the machine meanwhile
+    round: int = 0
     iowait: float = 0.0  # seconds CPUs sat idle waiting for disk meanwhile
     steal: float = 0.0  # seconds stolen by the hypervisor meanwhile
 
@@ -340,6 +345,22 @@ def measure(tool: Tool, server: Server, dialect: str, warm: Path, pool: Path,
     return measured
 
 
+def summarize(runs: list[Measured]) -> dict[str, float]:
+    """Medians over the rounds of one server and dialect."""
+    return {
+        "rps": round(statistics.median(m.rps for m in runs), 1),
+        "p50_ms": statistics.median(m.result["p50_us"] for m in runs) / 1000,
+        "p99_ms": statistics.median(m.result["p99_us"] for m in runs) / 1000,
+        "cpu_us": round(statistics.median(m.cpu_us_per_request for m in runs), 1),
+        "other_cores": statistics.median(m.other_cpu / m.result["duration"] for m in runs),
+        "rounds": len(runs),
+    }
+
+
+def ratio_text(middle: float, low: float, high: float) -> str:
+    return f"{middle:.2f} ({low:.2f}-{high:.2f})" if high > low else f"{middle:.2f}"
+
+
 def stored_counts(db: Path) -> dict[str, dict[str, int]]:
     conn = sqlite3.connect(db)
     try:
@@ -366,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="measured seconds per run (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0,
                         help="warm-up seconds before each run, not counted (default 2)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs per server and dialect, interleaved (default 3)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2,
                         help="wrk threads / asyncio client processes (default 2)")
@@ -444,18 +467,23 @@ def main(argv: list[str] | None = None) -> int:
                   f"signature_status; pools of {pool_size} requests (+{warm_size} warm-up) "
                   "per dialect")
             for dialect in dialects:
-                began = time.monotonic()
-                warm = work / f"{dialect}.warm.pool"
-                pool = work / f"{dialect}.pool"
-                write_pool(warm, make_pool(dialect, warm_size, "w", key))
-                write_pool(pool, make_pool(dialect, pool_size, "m", key))
-                print(f"{dialect}: {pool_size + warm_size} requests generated and signed in "
-                      f"{time.monotonic() - began:.1f} s (~{pool.stat().st_size // pool_size} "
-                      "bytes each on the wire)", flush=True)
-                for server in servers:
-                    results.append(measure(tool, server, dialect, warm, pool, args))
-                warm.unlink()
-                pool.unlink()
+                for round_ in range(args.rounds):
+                    began = time.monotonic()
+                    warm = work / f"{dialect}.warm.pool"
+                    pool = work / f"{dialect}.pool"
+                    write_pool(warm, make_pool(dialect, warm_size, f"w{round_}", key))
+                    write_pool(pool, make_pool(dialect, pool_size, f"m{round_}", key))
+                    print(f"{dialect} round {round_ + 1}/{args.rounds}: "
+                          f"{pool_size + warm_size} requests generated and signed in "
+                          f"{time.monotonic() - began:.1f} s (~{pool.stat().st_size // pool_size}"
+                          " bytes each on the wire)", flush=True)
+                    shift = round_ % len(servers)  # no server always runs first or last
+                    for server in servers[shift:] + servers[:shift]:
+                        measured = measure(tool, server, dialect, warm, pool, args)
+                        measured.round = round_
+                        results.append(measured)
+                    warm.unlink()
+                    pool.unlink()
         finally:
             for server in servers:
                 server.stop()
@@ -470,39 +498,49 @@ def main(argv: list[str] | None = None) -> int:
                               "warmup": args.warmup, "connections": args.connections,
                               "threads": args.threads, "dialects": {}, "stored": stored,
                               "elapsed_seconds": round(elapsed, 1)}
-    by_key = {(m.server, m.dialect): m for m in results}
     for dialect in dialects:
-        bare, insert, mine = (by_key.get((name, dialect))
-                              for name in ("bare-204", "bare-insert", "receiver"))
-        if not (bare and insert and mine):
+        runs = {name: [m for m in results if m.server == name and m.dialect == dialect]
+                for name in ("bare-204", "bare-insert", "receiver")}
+        if not all(runs.values()):
             continue
+        summary = {name: summarize(measured) for name, measured in runs.items()}
+        mine, bare, insert = summary["receiver"], summary["bare-204"], summary["bare-insert"]
+        ratios = {}
+        for baseline in ("bare-204", "bare-insert"):
+            paired = [m.rps / b.rps for m in runs["receiver"] for b in runs[baseline]
+                      if m.round == b.round]
+            ratios[baseline] = (statistics.median(paired), min(paired), max(paired))
         rows.append([
-            dialect, f"{mine.rps:,.0f}", f"{mine.result['p50_us'] / 1000:.2f}",
-            f"{mine.result['p99_us'] / 1000:.2f}", f"{mine.cpu_us_per_request:.0f}",
-            f"{bare.rps:,.0f}", f"{bare.result['p99_us'] / 1000:.2f}",
-            f"{insert.rps:,.0f}", f"{insert.result['p99_us'] / 1000:.2f}",
-            f"{mine.rps / bare.rps:.2f}", f"{mine.rps / insert.rps:.2f}",
+            dialect, f"{mine['rps']:,.0f}", f"{mine['p50_ms']:.2f}", f"{mine['p99_ms']:.2f}",
+            f"{mine['cpu_us']:.0f}", f"{bare['rps']:,.0f}", f"{bare['p99_ms']:.2f}",
+            f"{insert['rps']:,.0f}", f"{insert['p99_ms']:.2f}",
+            ratio_text(*ratios["bare-204"]), ratio_text(*ratios["bare-insert"]),
         ])
         report["dialects"][dialect] = {
-            m.server: {**m.result, "rps": round(m.rps, 1), "server_cpu_s": round(m.server_cpu, 3),
-                       "client_cpu_s": round(m.client_cpu, 3),
-                       "other_cpu_s": round(m.other_cpu, 3), "iowait_s": round(m.iowait, 3),
-                       "steal_s": round(m.steal, 3),
-                       "server_cpu_us_per_request": round(m.cpu_us_per_request, 1)}
-            for m in (bare, insert, mine)}
-        report["dialects"][dialect]["ratio_bare_204"] = round(mine.rps / bare.rps, 3)
-        report["dialects"][dialect]["ratio_bare_insert"] = round(mine.rps / insert.rps, 3)
+            name: {**summary[name], "runs": [
+                {**m.result, "round": m.round, "rps": round(m.rps, 1),
+                 "server_cpu_s": round(m.server_cpu, 3), "client_cpu_s": round(m.client_cpu, 3),
+                 "other_cpu_s": round(m.other_cpu, 3), "iowait_s": round(m.iowait, 3),
+                 "steal_s": round(m.steal, 3),
+                 "server_cpu_us_per_request": round(m.cpu_us_per_request, 1)}
+                for m in runs[name]]}
+            for name in runs}
+        for baseline, key_name in (("bare-204", "ratio_bare_204"),
+                                   ("bare-insert", "ratio_bare_insert")):
+            middle, low, high = ratios[baseline]
+            report["dialects"][dialect][key_name] = round(middle, 3)
+            report["dialects"][dialect][key_name + "_range"] = [round(low, 3), round(high, 3)]
     headers = ["dialect", "receiver req/s", "p50 ms", "p99 ms", "CPU us/req",
                "bare-204 req/s", "p99 ms", "bare-insert req/s", "p99 ms",
-               "recv/bare-204", "recv/bare-insert"]
+               "recv/bare-204 (range)", "recv/bare-insert (range)"]
     text = table(headers, rows)
     cpu_rows = []
     for dialect in dialects:
         entry = report["dialects"].get(dialect)
         if entry:
-            cpu = {name: entry[name]["server_cpu_us_per_request"]
+            cpu = {name: entry[name]["cpu_us"]
                    for name in ("bare-204", "bare-insert", "receiver")}
-            others = [entry[name]["other_cpu_s"] / entry[name]["duration"]
+            others = [entry[name]["other_cores"]
                       for name in ("bare-204", "bare-insert", "receiver")]
             cpu_rows.append([dialect, f"{cpu['bare-204']:.0f}", f"{cpu['bare-insert']:.0f}",
                              f"{cpu['receiver']:.0f}",
@@ -527,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
           "anything else on the machine used meanwhile:")
     print(cpu_text)
     print()
-    print("Stored by the receiver (warm-up + measured runs + 1 setup check each):")
+    print("Stored by the receiver (warm-ups + measured runs of every round + 1 setup check each):")
     print(stored_text)
     errors = [line for line in receiver_log.splitlines() if "Traceback" in line or "ERROR" in line]
     if errors:
@@ -548,18 +586,20 @@ Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {elapsed:.0f} s
   plain `sqlite3` INSERT of body + headers per request; `receiver` = `receiver:create_app()`.
 - Durability: WAL with `synchronous=NORMAL` for both the receiver and `bare-insert`.
 - Load tool: {tool.describe(args.connections, args.threads)}. Warm-up {args.warmup:g} s (not
-  counted), then {args.duration:g} s measured, per server and dialect; the three servers get
-  the same request stream. Every request is a new event (unique ids), ~1 KB compact JSON
-  body, signed before the run.
+  counted), then {args.duration:g} s measured, per server and dialect, in {args.rounds}
+  rounds with the servers' order rotated; the three servers get the same request stream.
+  Figures are medians over the rounds; a ratio is the median of the rounds' ratios (each
+  taken within one round) with its range in brackets. Every request is a new event (unique
+  ids), ~1 KB compact JSON body, signed before the run.
 - Latency is wrk's (closed loop, {args.connections} connections). "CPU us/req" is the CPU
   time of the two gunicorn workers over the measured run divided by the requests; the load
   generator shares the 2 cores.
 
 {text}
 
-Server CPU per request (us, both workers, user+system), and how many cores anything else
-on the machine kept busy during each run (other sessions' tests share this machine; a run
-with much other load is slower than it would be alone):
+Server CPU per request (us, both workers, user+system; medians), and how many cores
+anything else on the machine kept busy during each run (other sessions' tests share this
+machine; a run with much other load is slower than it would be alone):
 
 {cpu_text}
 
@@ -567,8 +607,8 @@ Endpoints:
 
 {table(["dialect", "how it is checked"], detail_rows)}
 
-Stored by the receiver after the runs (warm-up + measured + 1 setup request each; a
-duplicate would mean a repeated request):
+Stored by the receiver after the runs (warm-ups + measured runs of every round + 1 setup
+request each; a duplicate would mean a repeated request):
 
 {stored_text}
 
