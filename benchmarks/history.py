@@ -6,7 +6,7 @@ alone (``Store.list_events``).
     python benchmarks/history.py                  # ~3 minutes on 2 cores
     python benchmarks/history.py --sizes 10000,100000 --runs 5
 
-The databases are made by ``receiver.store.Store(path).migrate()`` and filled by SQL alone
+The databases are made by ``receiver.store.SQLiteStore(path).migrate()`` and filled by SQL alone
 (``WITH RECURSIVE`` sequence ``INSERT … SELECT``, 200,000 rows per transaction), then the
 search index is caught up once with ``Store.catch_up_search()`` (timed and reported apart).
 Events only: the event list never reads ``deliveries``. Each subject (license) has ~20
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import HERE, machine, machine_line, save_json, table, write_section  # noqa: E402
 
 from receiver import create_app  # noqa: E402
-from receiver.store import EventFilters, Store  # noqa: E402
+from receiver.store import EventFilters, SQLiteStore  # noqa: E402
 
 SOURCES = ("keygen", "licensespring", "fno", "zentitle", "standard", "generic")
 TYPES = ("license.created", "license.updated", "license.renewed", "license.expired",
@@ -76,7 +76,7 @@ def fill(path: str, count: int) -> dict[str, float]:
     """A migrated database with ``count`` events; seconds spent per step."""
     timings: dict[str, float] = {}
     began = time.perf_counter()
-    store = Store(path)
+    store = SQLiteStore(path)
     store.migrate()
     store.close()
     conn = sqlite3.connect(path, isolation_level=None)
@@ -97,7 +97,7 @@ def fill(path: str, count: int) -> dict[str, float]:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
 
-    store = Store(path)
+    store = SQLiteStore(path)
     began = time.perf_counter()
     indexed = store.catch_up_search()
     timings["catch_up_search_s"] = time.perf_counter() - began
@@ -164,7 +164,7 @@ def time_size(path: str, runs: int) -> dict[str, Any]:
     app = create_app({"DATABASE": path, "TESTING": True, "SECRET_KEY": "benchmark"},
                      background=False)
     client = app.test_client()
-    store: Store = app.extensions["receiver.store"]
+    store: SQLiteStore = app.extensions["receiver.store"]
     out: dict[str, Any] = {"values": values, "queries": {}}
     for label, query, filters, cursor, asked in queries(values):
         url = "/api/events" + (f"?{query}" if query else "")
@@ -262,7 +262,7 @@ Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {elapsed:.0f} s
 - Timed through the Flask test client (in-process `create_app`, no socket: routing, filters,
   SQL, masking, JSON), median of {args.runs} runs after one warm call; "store" is
   `Store.list_events` alone. Page size 50 (the default).
-- Databases made by `Store(path).migrate()` (WAL, 2 KiB pages), filled with SQL
+- Databases made by `SQLiteStore(path).migrate()` (WAL, 2 KiB pages), filled with SQL
   (`WITH RECURSIVE` + `INSERT … SELECT`, {BATCH:,} rows per transaction; events only),
   ~{EVENTS_PER_SUBJECT} events per subject at every size (spread by a hash), 16 event
   types (5 of them `license.*`), 6 sources. No `ANALYZE` (the receiver runs none).

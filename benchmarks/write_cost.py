@@ -31,7 +31,7 @@ from ingest import make_pool  # noqa: E402
 
 from receiver import dialects  # noqa: E402
 from receiver.events import Delivery  # noqa: E402
-from receiver.store import _INSERT_DELIVERY, _INSERT_EVENT, Store  # noqa: E402
+from receiver.store.sqlite import _INSERT_DELIVERY, _INSERT_EVENT, SQLiteStore  # noqa: E402
 
 SECONDARY_INDEXES = ("events_subject", "events_type", "deliveries_event")
 
@@ -50,7 +50,7 @@ def deliveries(count: int, tag: str) -> list[tuple[Delivery, Any]]:
     return result
 
 
-def rows(store: Store, items: list[tuple[Delivery, Any]]) -> list[tuple[dict[str, Any],
+def rows(store: SQLiteStore, items: list[tuple[Delivery, Any]]) -> list[tuple[dict[str, Any],
                                                                          dict[str, Any]]]:
     """The two rows ``save_event`` writes, built ahead so only SQL is timed."""
     built = []
@@ -80,7 +80,7 @@ def timed(work: Callable[[], None], count: int) -> tuple[float, float]:
 
 def run_case(case: str, path: str, count: int, tag: str) -> tuple[float, float]:
     """One round of one case in this process: (wall us, CPU us) per delivery."""
-    store = Store(path)
+    store = SQLiteStore(path)
     items = deliveries(count, tag)
     conn = store.conn
     if case == "save_event":
@@ -130,7 +130,7 @@ def _child(case: str, path: str, count: int, tag: str, out: Any) -> None:
 
 def fresh_database(directory: Path, name: str, *, drop: bool = False) -> str:
     path = str(directory / f"{name}.db")
-    store = Store(path)
+    store = SQLiteStore(path)
     store.migrate()
     with store.write() as conn:
         conn.execute("CREATE TABLE bare (id INTEGER PRIMARY KEY, received_at TEXT NOT NULL, "

@@ -35,7 +35,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, background: bool = Tr
     from .config import load_settings
     from .dispatch import Dispatcher
     from .maintenance import Maintenance
-    from .store import Store
+    from .store import open_store
 
     settings = load_settings(config)
     for endpoint in settings["ENDPOINTS"].values():
@@ -46,8 +46,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, background: bool = Tr
     app.config.update(settings)
     logging.basicConfig(level=logging.INFO)
 
-    store = Store(app.config["DATABASE"], busy_timeout_ms=app.config["BUSY_TIMEOUT"],
-                  max_size=app.config["MAX_DATABASE_SIZE"])
+    store = open_store(app.config["DATABASE"], busy_timeout_ms=app.config["BUSY_TIMEOUT"],
+                       max_size=app.config["MAX_DATABASE_SIZE"])
     store.migrate()
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = store.secret_key()

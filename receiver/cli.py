@@ -35,13 +35,13 @@ def _settings(db: str | None = None) -> dict[str, Any]:
 
 
 def _open_store(db: str | None) -> Any:
-    from .store import Store
+    from .store import open_store
 
     settings = _settings(db)
     if not Path(settings["DATABASE"]).exists():
         raise click.ClickException(f"no database at {settings['DATABASE']} (set --db or "
                                    "RECEIVER_DATABASE)")
-    store = Store(settings["DATABASE"])
+    store = open_store(settings["DATABASE"])
     store.migrate()
     return store
 
@@ -92,14 +92,20 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
     settings = _settings()
     # Check the endpoints and migrate once in the master so a bad setting stops the start.
     from . import create_app, verify
-    from .store import Store
+    from .store import open_store
 
     try:
         for endpoint in settings["ENDPOINTS"].values():
             verify.check_endpoint(endpoint)
+        store = open_store(settings["DATABASE"])
+        try:
+            store.migrate()
+        finally:
+            # Closed before gunicorn forks: a connection inherited by a worker and closed
+            # there drops that worker's POSIX locks on the file (SQLite: disk I/O errors).
+            store.close()
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
-    Store(settings["DATABASE"]).migrate()
     if not is_loopback_host(host) and not settings.get("INSPECTOR_TOKEN"):
         token = secrets.token_urlsafe(24)
         os.environ["RECEIVER_INSPECTOR_TOKEN"] = token

@@ -347,7 +347,7 @@ def test_database_of_the_previous_release_migrates_in_place(tmp_path, make_app) 
         assert dict(db.execute("SELECT id, body FROM deliveries")) == bodies
         assert db.execute("SELECT count(*) FROM handler_runs").fetchone()[0] == runs == 38
         applied = {row[0] for row in db.execute("SELECT name FROM _sqlite_migrations")}
-    from receiver.store import migrations
+    from receiver.store.sqlite import migrations
 
     assert applied == {migration.name for migration in migrations._migrations}
     assert client.get("/api/events?q=3395").json["events"]

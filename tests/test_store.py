@@ -13,7 +13,7 @@ import pytest
 
 from receiver.errors import NotFound, StorageUnavailable
 from receiver.events import Delivery, NormalizedEvent
-from receiver.store import DeliveryFilters, EventFilters, Store
+from receiver.store import DeliveryFilters, EventFilters, SQLiteStore, Store
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -74,7 +74,7 @@ def tables(store: Store) -> set[str]:
 @pytest.fixture
 def fresh_store(tmp_path: Path) -> Iterator[Store]:
     """A store of its own (for tests that need a second file or a broken one)."""
-    store = Store(str(tmp_path / "own.db"))
+    store = SQLiteStore(str(tmp_path / "own.db"))
     store.migrate()
     yield store
     store.close()
@@ -101,7 +101,7 @@ def test_store_migrate_is_idempotent_and_keeps_rows(store: Store) -> None:
 
 def test_store_two_stores_migrating_one_file_both_work(tmp_path: Path) -> None:
     path = str(tmp_path / "shared.db")
-    first, second = Store(path), Store(path)
+    first, second = SQLiteStore(path), SQLiteStore(path)
     errors: list[BaseException] = []
     barrier = threading.Barrier(2)
 
@@ -124,7 +124,7 @@ def test_store_two_stores_migrating_one_file_both_work(tmp_path: Path) -> None:
         assert second.get_event(a.event_id).external_id == "from-first"
         assert first.get_event(b.event_id).external_id == "from-second"
         # And a third open of an already migrated file changes nothing.
-        third = Store(path)
+        third = SQLiteStore(path)
         third.migrate()
         assert third.event_counts() == {"events": 2, "deliveries": 2}
         third.close()
@@ -611,7 +611,7 @@ def test_store_secret_key_is_made_once_and_stable(db_path: str, store: Store) ->
     key = store.secret_key()
     assert len(key) >= 32
     assert store.secret_key() == key
-    other = Store(db_path)
+    other = SQLiteStore(db_path)
     try:
         assert other.secret_key() == key
     finally:
@@ -630,7 +630,7 @@ def test_store_secret_key_is_what_the_app_uses(make_app: Any, db_path: str) -> N
 
 def test_store_secret_key_race_gives_one_key(tmp_path: Path) -> None:
     path = str(tmp_path / "race.db")
-    stores = [Store(path) for _ in range(6)]
+    stores = [SQLiteStore(path) for _ in range(6)]
     barrier = threading.Barrier(len(stores))
     keys: list[str] = []
 

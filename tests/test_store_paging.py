@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver import store as store_module
 from receiver.events import Delivery, NormalizedEvent
 from receiver.store import EventFilters
+from receiver.store import sqlite as store_module
 
 TYPES = ["license.created", "license.expired", "licenses.other", "machine.created",
          "user.password-reset"]
@@ -18,7 +18,7 @@ SOURCES = ["keygen", "fno", "generic"]
 
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory):
-    store = store_module.Store(str(tmp_path_factory.mktemp("paging") / "receiver.db"))
+    store = store_module.SQLiteStore(str(tmp_path_factory.mktemp("paging") / "receiver.db"))
     store.migrate()
     rows = []
     for number in range(300):
@@ -68,7 +68,7 @@ def test_pages_match_a_plain_filter(filled, monkeypatch, source, event_type, win
 
 
 def test_search_alone_pages_through_every_match(tmp_path) -> None:
-    store = store_module.Store(str(tmp_path / "receiver.db"))
+    store = store_module.SQLiteStore(str(tmp_path / "receiver.db"))
     store.migrate()
     wanted = []
     for number in range(40):

@@ -1,6 +1,7 @@
-"""The only module with SQL: schema migrations, the ingest write, reads, search, runs, purge.
+"""The SQLite backend (the embedded default): migrations, the ingest write, reads, search,
+runs, purge.
 
-One ``Store`` per app owns a connection per thread. Writes are short ``BEGIN IMMEDIATE``
+One ``SQLiteStore`` per app owns a connection per thread. Writes are short ``BEGIN IMMEDIATE``
 transactions; the ingest write is two statements (an upsert of the event that tells a
 duplicate apart by its ``RETURNING`` count, and the delivery row). Full-text search is caught
 up lazily from a watermark, so indexing never sits on the ingest path while every search still
@@ -18,13 +19,26 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import sqlite_utils
 
-from .errors import NotFound, StorageUnavailable
-from .events import Delivery, Event, NormalizedEvent
+from ..errors import NotFound, StorageUnavailable
+from ..events import Delivery, Event, NormalizedEvent
+from .base import (
+    DELIVERY_FIELDS,
+    EVENT_FIELDS,
+    RUN_FIELDS,
+    DeliveryFilters,
+    EventFilters,
+    Saved,
+    Store,
+    delivery_from_row,
+    delivery_values,
+    event_from_row,
+    event_type_prefix,
+    run_from_row,
+)
 
 migrations = sqlite_utils.Migrations("receiver")
 
@@ -111,17 +125,9 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
-EVENT_COLUMNS = (
-    "id, source, event_type, vendor_event, external_id, occurred_at, received_at, account, "
-    "actor, subject_type, subject_id, endpoint, signature_status, data, delivery_count, "
-    "dispatch_status"
-)
-DELIVERY_COLUMNS = (
-    "id, received_at, endpoint, method, path, query, remote_addr, headers, body_size, "
-    "content_type, source, status_code, error, event_id, duplicate, signature_status, "
-    "signature_reason"
-)
-RUN_COLUMNS = "id, event_id, handler, status, error, traceback, started_at, duration_ms, trigger"
+EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
+DELIVERY_COLUMNS = ", ".join(DELIVERY_FIELDS)
+RUN_COLUMNS = ", ".join(RUN_FIELDS)
 
 _INSERT_EVENT = """
 INSERT INTO events (source, event_type, vendor_event, external_id, occurred_at, received_at,
@@ -144,87 +150,23 @@ VALUES (:received_at, :endpoint, :method, :path, :query, :remote_addr, :headers,
 """
 
 
-@dataclass(frozen=True)
-class Saved:
-    """What the ingest write did: which rows, and whether the event was already known."""
-
-    delivery_id: int
-    event_id: int | None
-    event_type: str | None
-    duplicate: bool
-
-
-@dataclass(frozen=True)
-class Page:
-    rows: list[dict[str, Any]]
-    next: str | None
-
-
-@dataclass(frozen=True)
-class EventFilters:
-    source: str | None = None
-    event_type: str | None = None
-    endpoint: str | None = None
-    account: str | None = None
-    subject_id: str | None = None
-    signature_status: str | None = None
-    dispatch_status: str | None = None
-    q: str | None = None
-    since: str | None = None
-    until: str | None = None
-
-
-@dataclass(frozen=True)
-class DeliveryFilters:
-    endpoint: str | None = None
-    status_code: int | None = None
-    source: str | None = None
-    event_id: int | None = None
-    rejected: bool = False
-    #: The type of the delivery's event (exact, ``license.*`` or ``*``); refused deliveries,
-    #: which have no event, never match a type.
-    event_type: str | None = None
-
-
 def _event_type_condition(pattern: str | None, plus: str = "") -> tuple[str | None, list[Any]]:
     """SQL over ``event_type`` for an exact type or a ``prefix.*`` (``*``: no condition)."""
-    if not pattern or pattern == "*":
+    wanted = event_type_prefix(pattern)
+    if wanted is None:
         return None, []
-    if pattern.endswith(".*"):
-        prefix = pattern[:-1]
+    if isinstance(wanted, tuple):
         # Range on the indexed column: every type starting with "license."
-        return (f"{plus}event_type >= ? AND {plus}event_type < ?",
-                [prefix, prefix[:-1] + "/"])
-    return f"{plus}event_type = ?", [pattern]
+        return f"{plus}event_type >= ? AND {plus}event_type < ?", list(wanted)
+    return f"{plus}event_type = ?", [wanted]
 
 
-def _filtered(filters: EventFilters) -> bool:
-    return any(getattr(filters, name) is not None for name in (
-        "source", "endpoint", "account", "signature_status", "dispatch_status", "since",
-        "until")) or filters.event_type not in (None, "*")
-
-
-def _delivery_params(delivery: Delivery) -> dict[str, Any]:
-    return {
-        "received_at": delivery.received_at,
-        "endpoint": delivery.endpoint,
-        "method": delivery.method,
-        "path": delivery.path,
-        "query": delivery.query,
-        "remote_addr": delivery.remote_addr,
-        "headers": json.dumps(delivery.headers, ensure_ascii=False),
-        "body": delivery.body,
-        "body_size": len(delivery.body),
-        "content_type": delivery.content_type,
-    }
-
-
-class Store:
+class SQLiteStore(Store):
     """Owns the database file: one connection per thread, migrations at open."""
 
     def __init__(self, path: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
                  max_size: int | None = None) -> None:
-        self.path = path
+        self.path = self.database = path
         self.busy_timeout_ms = busy_timeout_ms
         self.max_size = max_size
         self._local = threading.local()
@@ -353,7 +295,7 @@ class Store:
         event_params["received_at"] = delivery.received_at
         event_params["endpoint"] = delivery.endpoint
         event_params["signature_status"] = signature_status
-        params = _delivery_params(delivery)
+        params = delivery_values(delivery)
         params.update(source=event.source, status_code=200, error=None,
                       signature_status=signature_status, signature_reason=signature_reason)
         with self.write() as conn:
@@ -375,7 +317,7 @@ class Store:
         keep_body: bool = True,
     ) -> int:
         """Store a refused request with our answer and the reason; returns the delivery id."""
-        params = _delivery_params(delivery)
+        params = delivery_values(delivery)
         if not keep_body:
             params["body"] = None
         params.update(source=source, status_code=status_code, error=error, event_id=None,
@@ -396,7 +338,7 @@ class Store:
         ).fetchone()
         if row is None:
             raise NotFound(f"no event with id {event_id}")
-        return _event(row)
+        return event_from_row(row)
 
     def list_events(
         self, filters: EventFilters, *, limit: int = 50, cursor: int | None = None
@@ -414,7 +356,7 @@ class Store:
             return self._search_page(filters.q, limit=limit, cursor=cursor)
         rows: list[Any] = []
         top = cursor
-        if filters.subject_id is None and not filters.q and _filtered(filters):
+        if filters.subject_id is None and not filters.q and filters.narrows():
             top = cursor if cursor is not None else self.newest_event_id() + 1
             floor = max(top - SCAN_WINDOW, 0)
             rows = self._select_events(filters, limit + 1, below=top, floor=floor,
@@ -422,7 +364,7 @@ class Store:
             top = floor
         if len(rows) <= limit and (top is None or top > 0):
             rows += self._select_events(filters, limit + 1 - len(rows), below=top)
-        events = [_event(row) for row in rows[:limit]]
+        events = [event_from_row(row) for row in rows[:limit]]
         next_cursor = str(events[-1].id) if len(rows) > limit else None
         return events, next_cursor
 
@@ -443,7 +385,7 @@ class Store:
         rows = self.conn.execute(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN ({marks}) ORDER BY id DESC",
             ids).fetchall()
-        events = [_event(row) for row in rows[:limit]]
+        events = [event_from_row(row) for row in rows[:limit]]
         next_cursor = str(events[-1].id) if len(ids) > limit and events else None
         return events, next_cursor
 
@@ -461,15 +403,6 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         return self.conn.execute(sql, [*params, limit]).fetchall()
-
-    def iter_events(self, filters: EventFilters, batch: int = 500) -> Iterator[Event]:
-        cursor: int | None = None
-        while True:
-            events, next_cursor = self.list_events(filters, limit=batch, cursor=cursor)
-            yield from events
-            if next_cursor is None:
-                return
-            cursor = int(next_cursor)
 
     def _event_where(self, filters: EventFilters, *, unindexed: bool = False) -> tuple[
             list[str], list[Any]]:
@@ -521,7 +454,7 @@ class Store:
             "ORDER BY id DESC LIMIT ?",
             (event.subject_id, event.source, limit),
         ).fetchall()
-        return [_event(row) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     # -- search index ------------------------------------------------------------------
 
@@ -611,7 +544,7 @@ class Store:
         ).fetchone()
         if row is None:
             raise NotFound(f"no delivery with id {delivery_id}")
-        return _delivery(row, with_body=with_body)
+        return delivery_from_row(row, with_body=with_body)
 
     def list_deliveries(
         self, filters: DeliveryFilters, *, limit: int = 50, cursor: int | None = None,
@@ -646,7 +579,7 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY id {order} LIMIT ?"
         rows = self.conn.execute(sql, [*params, limit + 1]).fetchall()
-        deliveries = [_delivery(row) for row in rows[:limit]]
+        deliveries = [delivery_from_row(row) for row in rows[:limit]]
         next_cursor = str(deliveries[-1]["id"]) if len(rows) > limit else None
         return deliveries, next_cursor
 
@@ -655,7 +588,7 @@ class Store:
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ? ORDER BY id",
             (event_id,),
         ).fetchall()
-        return [_delivery(row) for row in rows]
+        return [delivery_from_row(row) for row in rows]
 
     # -- handler runs and dispatch -----------------------------------------------------
 
@@ -664,7 +597,7 @@ class Store:
             f"SELECT {RUN_COLUMNS} FROM handler_runs WHERE event_id = ? ORDER BY id",
             (event_id,),
         ).fetchall()
-        return [_run(row) for row in rows]
+        return [run_from_row(row) for row in rows]
 
     def claim_pending(
         self, owner: str, *, lease_seconds: float, limit: int = 20, event_id: int | None = None
@@ -686,7 +619,7 @@ class Store:
         sql += f" ORDER BY id LIMIT {int(limit)}) RETURNING {EVENT_COLUMNS}"
         with self.write() as conn:
             rows = conn.execute(sql, params).fetchall()
-        return sorted((_event(row) for row in rows), key=lambda event: event.id)
+        return sorted((event_from_row(row) for row in rows), key=lambda event: event.id)
 
     def renew_leases(self, owner: str, *, lease_seconds: float) -> int:
         """Push back the expiry of every pending event ``owner`` holds, queued or running,
@@ -734,14 +667,7 @@ class Store:
                 f"SELECT {RUN_COLUMNS} FROM handler_runs WHERE id IN ({placeholders})"
                 " ORDER BY id", ids,
             ).fetchall()
-        return [_run(row) for row in rows]
-
-    def latest_runs(self, event_id: int) -> dict[str, dict[str, Any]]:
-        """Each handler's most recent run on the event."""
-        latest: dict[str, dict[str, Any]] = {}
-        for run in self.runs_for_event(event_id):
-            latest[run["handler"]] = run
-        return latest
+        return [run_from_row(row) for row in rows]
 
     def secret_key(self) -> str:
         """The key kept beside the database, made once (first process wins the race)."""
@@ -794,25 +720,3 @@ class WriterQueue:
             self._thread_lock.release()
 
 
-def _event(row: Sequence[Any]) -> Event:
-    return Event(
-        id=row[0], source=row[1], event_type=row[2], vendor_event=row[3], external_id=row[4],
-        occurred_at=row[5], received_at=row[6], account=row[7], actor=row[8],
-        subject_type=row[9], subject_id=row[10], endpoint=row[11], signature_status=row[12],
-        data=json.loads(row[13]), delivery_count=row[14], dispatch_status=row[15],
-    )
-
-
-def _delivery(row: Sequence[Any], *, with_body: bool = False) -> dict[str, Any]:
-    names = [name.strip() for name in DELIVERY_COLUMNS.split(",")]
-    record = dict(zip(names, row, strict=False))
-    record["headers"] = [list(pair) for pair in json.loads(record["headers"])]
-    record["duplicate"] = bool(record["duplicate"])
-    if with_body:
-        record["body"] = row[len(names)]
-    return record
-
-
-def _run(row: Sequence[Any]) -> dict[str, Any]:
-    names = [name.strip() for name in RUN_COLUMNS.split(",")]
-    return dict(zip(names, row, strict=True))

@@ -1,0 +1,274 @@
+"""What callers of the store use, whatever the backend: the filters they pass, the results
+they get back, and ``Store``, the interface every backend implements.
+
+No SQL here; each backend module (``sqlite``, ``postgres``) holds its own.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..events import Delivery, Event, NormalizedEvent
+
+#: Columns of each table in the order the row converters below expect them.
+EVENT_FIELDS = (
+    "id", "source", "event_type", "vendor_event", "external_id", "occurred_at", "received_at",
+    "account", "actor", "subject_type", "subject_id", "endpoint", "signature_status", "data",
+    "delivery_count", "dispatch_status",
+)
+DELIVERY_FIELDS = (
+    "id", "received_at", "endpoint", "method", "path", "query", "remote_addr", "headers",
+    "body_size", "content_type", "source", "status_code", "error", "event_id", "duplicate",
+    "signature_status", "signature_reason",
+)
+RUN_FIELDS = ("id", "event_id", "handler", "status", "error", "traceback", "started_at",
+              "duration_ms", "trigger")
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What the ingest write did: which rows, and whether the event was already known."""
+
+    delivery_id: int
+    event_id: int | None
+    event_type: str | None
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class EventFilters:
+    source: str | None = None
+    event_type: str | None = None
+    endpoint: str | None = None
+    account: str | None = None
+    subject_id: str | None = None
+    signature_status: str | None = None
+    dispatch_status: str | None = None
+    q: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def narrows(self) -> bool:
+        """Whether any filter other than a subject or a search is set."""
+        return any(getattr(self, name) is not None for name in (
+            "source", "endpoint", "account", "signature_status", "dispatch_status", "since",
+            "until")) or self.event_type not in (None, "*")
+
+
+@dataclass(frozen=True)
+class DeliveryFilters:
+    endpoint: str | None = None
+    status_code: int | None = None
+    source: str | None = None
+    event_id: int | None = None
+    rejected: bool = False
+    #: The type of the delivery's event (exact, ``license.*`` or ``*``); refused deliveries,
+    #: which have no event, never match a type.
+    event_type: str | None = None
+
+
+def event_type_prefix(pattern: str | None) -> tuple[str, str] | str | None:
+    """``license.*`` -> the half-open range ``("license.", "license/")`` every type with that
+    prefix sorts in; an exact type -> itself; no pattern or ``*`` -> None."""
+    if not pattern or pattern == "*":
+        return None
+    if pattern.endswith(".*"):
+        prefix = pattern[:-1]
+        return prefix, prefix[:-1] + "/"
+    return pattern
+
+
+def delivery_values(delivery: Delivery) -> dict[str, Any]:
+    """The delivery's columns as the request gave them (headers as JSON pairs)."""
+    return {
+        "received_at": delivery.received_at,
+        "endpoint": delivery.endpoint,
+        "method": delivery.method,
+        "path": delivery.path,
+        "query": delivery.query,
+        "remote_addr": delivery.remote_addr,
+        "headers": json.dumps(delivery.headers, ensure_ascii=False),
+        "body": delivery.body,
+        "body_size": len(delivery.body),
+        "content_type": delivery.content_type,
+    }
+
+
+def event_from_row(row: Sequence[Any]) -> Event:
+    """An ``Event`` from a row in ``EVENT_FIELDS`` order (``data`` as JSON text)."""
+    data = row[13]
+    return Event(
+        id=row[0], source=row[1], event_type=row[2], vendor_event=row[3], external_id=row[4],
+        occurred_at=row[5], received_at=row[6], account=row[7], actor=row[8],
+        subject_type=row[9], subject_id=row[10], endpoint=row[11], signature_status=row[12],
+        data=json.loads(data) if isinstance(data, (str, bytes)) else data,
+        delivery_count=row[14], dispatch_status=row[15],
+    )
+
+
+def delivery_from_row(row: Sequence[Any], *, with_body: bool = False) -> dict[str, Any]:
+    """A delivery record from a row in ``DELIVERY_FIELDS`` order (+ the body)."""
+    record = dict(zip(DELIVERY_FIELDS, row, strict=False))
+    headers = record["headers"]
+    if isinstance(headers, (str, bytes)):
+        headers = json.loads(headers)
+    record["headers"] = [list(pair) for pair in headers]
+    record["duplicate"] = bool(record["duplicate"])
+    if with_body:
+        body = row[len(DELIVERY_FIELDS)]
+        record["body"] = bytes(body) if body is not None else None
+    return record
+
+
+def run_from_row(row: Sequence[Any]) -> dict[str, Any]:
+    return dict(zip(RUN_FIELDS, row, strict=True))
+
+
+class Store(abc.ABC):
+    """The history: deliveries with their exact bytes, events, handler runs, dispatch leases.
+
+    Every method means the same on every backend; callers never see SQL or a connection.
+    A write the database cannot take raises ``StorageUnavailable`` (503), a missing row
+    ``NotFound`` (404).
+    """
+
+    #: The setting that opened it: a file path or a database URL (shown to users).
+    database: str
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def migrate(self) -> None:
+        """Create or upgrade the schema; safe when several processes start at once."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close every connection this object opened."""
+
+    @abc.abstractmethod
+    def secret_key(self) -> str:
+        """The key that signs sessions and CSRF tokens, made once and shared by every process
+        that opens this database (the first one wins the race)."""
+
+    # -- ingest ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def save_event(self, delivery: Delivery, event: NormalizedEvent, signature_status: str,
+                   signature_reason: str | None = None, *, dispatch_to: str | None = None,
+                   lease_seconds: float = 45.0) -> Saved:
+        """Store the delivery and its event in one transaction; a known event (same source
+        and external id) counts up and is reported as a duplicate, under any concurrency.
+
+        ``dispatch_to`` names the dispatcher that will run the event's handlers: the event is
+        stored ``pending`` and leased to it in the same transaction. Without it the event is
+        stored ``done``.
+        """
+
+    @abc.abstractmethod
+    def save_rejected(self, delivery: Delivery, *, status_code: int, error: str,
+                      source: str | None = None, signature_status: str | None = None,
+                      signature_reason: str | None = None, keep_body: bool = True) -> int:
+        """Store a refused request with our answer and the reason; returns the delivery id."""
+
+    # -- events ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_event(self, event_id: int) -> Event:
+        """One event; ``NotFound`` when there is none."""
+
+    @abc.abstractmethod
+    def list_events(self, filters: EventFilters, *, limit: int = 50,
+                    cursor: int | None = None) -> tuple[list[Event], str | None]:
+        """Newest first, keyset-paged on id (never OFFSET); returns the page and the cursor
+        of the next one (None on the last page)."""
+
+    def iter_events(self, filters: EventFilters, batch: int = 500) -> Iterator[Event]:
+        """Every event matching the filters, newest first, fetched a page at a time."""
+        cursor: int | None = None
+        while True:
+            events, next_cursor = self.list_events(filters, limit=batch, cursor=cursor)
+            yield from events
+            if next_cursor is None:
+                return
+            cursor = int(next_cursor)
+
+    @abc.abstractmethod
+    def event_counts(self) -> dict[str, int]:
+        """``{"events": n, "deliveries": n}``."""
+
+    @abc.abstractmethod
+    def newest_event_id(self) -> int:
+        """The highest event id, 0 when empty."""
+
+    @abc.abstractmethod
+    def subject_timeline(self, event: Event, limit: int = 50) -> list[Event]:
+        """Other events about the same subject and source, newest first."""
+
+    # -- upkeep ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def catch_up_search(self, batch: int = 5000) -> int:
+        """Index for search what was stored since the last call; returns how many."""
+
+    @abc.abstractmethod
+    def purge(self, before: str, *, event_type: str | None = None,
+              batch: int = 500) -> dict[str, int]:
+        """Delete events first received before ``before`` (ISO time) with their deliveries
+        and runs, and refused deliveries of that age (unless ``event_type`` narrows it), in
+        short batches so ingest keeps going. Returns counts per table."""
+
+    def checkpoint(self) -> None:  # noqa: B027 (optional upkeep; most backends need none)
+        """Backend upkeep run often off the request path (SQLite: the WAL)."""
+
+    # -- deliveries -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_delivery(self, delivery_id: int, *, with_body: bool = False) -> dict[str, Any]:
+        """One delivery (``body`` as bytes when asked); ``NotFound`` when there is none."""
+
+    @abc.abstractmethod
+    def list_deliveries(self, filters: DeliveryFilters, *, limit: int = 50,
+                        cursor: int | None = None,
+                        after: int | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first (or oldest first after ``after``, for feeds); keyset on id."""
+
+    @abc.abstractmethod
+    def deliveries_for_event(self, event_id: int) -> list[dict[str, Any]]:
+        """The event's deliveries, oldest first, without bodies."""
+
+    # -- handler runs and dispatch --------------------------------------------------------
+
+    @abc.abstractmethod
+    def runs_for_event(self, event_id: int) -> list[dict[str, Any]]:
+        """The event's handler runs, oldest first."""
+
+    def latest_runs(self, event_id: int) -> dict[str, dict[str, Any]]:
+        """Each handler's most recent run on the event."""
+        latest: dict[str, dict[str, Any]] = {}
+        for run in self.runs_for_event(event_id):
+            latest[run["handler"]] = run
+        return latest
+
+    @abc.abstractmethod
+    def claim_pending(self, owner: str, *, lease_seconds: float, limit: int = 20,
+                      event_id: int | None = None) -> list[Event]:
+        """Lease pending events to ``owner``: each is held by exactly one worker at a time;
+        a lease that ran out (its worker died) may be claimed again. Oldest first."""
+
+    @abc.abstractmethod
+    def renew_leases(self, owner: str, *, lease_seconds: float) -> int:
+        """Push back the expiry of every pending event ``owner`` holds; returns how many."""
+
+    @abc.abstractmethod
+    def lease_owner(self, event_id: int) -> str | None:
+        """Who holds the event's dispatch lease now."""
+
+    @abc.abstractmethod
+    def record_runs(self, event_id: int, runs: Sequence[Mapping[str, Any]], *, trigger: str,
+                    owner: str | None = None) -> list[dict[str, Any]]:
+        """Store handler runs and settle the event's dispatch status from each handler's
+        latest run; releases the lease. Returns the stored runs."""
