@@ -187,10 +187,19 @@ def pick_endpoint(settings: dict[str, Any], source: str, name: str | None) -> En
 @click.option("--url", help="Where to POST (default: this machine's receiver, the endpoint "
               "configured for SOURCE, else /hooks).")
 @click.option("--endpoint", "endpoint_name", help="Configured endpoint whose keys sign it.")
-def trigger(source: str, event_type: str, url: str | None, endpoint_name: str | None) -> None:
+@click.option("--header-names", "spelling", type=click.Choice(["webhook", "svix"]),
+              default="webhook", show_default=True,
+              help="standard: name the headers webhook-id/-timestamp/-signature (the "
+                   "standard), or svix-id/-timestamp/-signature (as Svix sends them).")
+def trigger(source: str, event_type: str, url: str | None, endpoint_name: str | None,
+            spelling: str) -> None:
     """Send a bundled sample, signed the way the sender signs when a signing key is set."""
     from . import redeliver, verify
+    from .dialects.standard import rename_headers
 
+    if spelling != "webhook" and source != "standard":
+        raise click.BadParameter("only Standard Webhooks senders have another spelling",
+                                 param_hint="--header-names")
     settings = _settings()
     body, headers = find_sample(source, event_type)
     endpoint = pick_endpoint(settings, source, endpoint_name)
@@ -198,13 +207,15 @@ def trigger(source: str, event_type: str, url: str | None, endpoint_name: str | 
         path = f"/hooks/{endpoint.name}" if endpoint else (
             f"/hooks/{endpoint_name}" if endpoint_name else "/hooks")
         url = f"http://127.0.0.1:{DEFAULT_PORT}{path}"
-    pairs = list(headers.items())
+    pairs = rename_headers(list(headers.items()), spelling)
     if endpoint is not None and (endpoint.signing_key or endpoint.secrets or endpoint.tokens
                                  or endpoint.password):
         signed_names = {"date", "digest", "keygen-date", "keygen-digest", "keygen-signature",
-                        "webhook-id", "webhook-timestamp", "webhook-signature"}
+                        "webhook-id", "webhook-timestamp", "webhook-signature", "svix-id",
+                        "svix-timestamp", "svix-signature"}
         try:
-            signature = verify.sign(source, body, endpoint, url=endpoint.url or url)
+            signature = verify.sign(source, body, endpoint, url=endpoint.url or url,
+                                    spelling=spelling)
         except ValueError as error:
             raise click.ClickException(f"cannot sign: {error}") from None
         pairs = [(k, v) for k, v in pairs if k.lower() not in signed_names] + signature
