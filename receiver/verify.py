@@ -937,6 +937,33 @@ def _keygen_url(delivery: Delivery, endpoint: Endpoint) -> str | None:
     return f"http://{host.strip()}{path}" + (f"?{delivery.query}" if delivery.query else "")
 
 
+def _signed_bodies(delivery: Delivery, *, as_received_first: bool) -> tuple[bytes, ...]:
+    """The bytes a body signature may cover, the scheme's own choice first.
+
+    A compressed delivery (``Content-Encoding``) has two: the bytes as received and the
+    decoded ones. Keygen's ``Digest`` is over the bytes as sent (RFC 3230: the digest of the
+    content-coded instance), Standard Webhooks and Zentitle sign the payload before the HTTP
+    client compresses it. The other one is tried second, for a sender that computes its
+    signature at the other layer: either way the signature binds the decoded bytes, since
+    they follow from the received ones."""
+    if delivery.decoded is None:
+        return (delivery.body,)
+    pair = (delivery.body, delivery.decoded)
+    return pair if as_received_first else pair[::-1]
+
+
+def _any_body(check: Callable[[bytes], Verdict], bodies: Sequence[bytes]) -> Verdict:
+    """The first valid verdict over ``bodies``, else the verdict over the first of them."""
+    first: Verdict | None = None
+    for body in bodies:
+        verdict = check(body)
+        if verdict.ok:
+            return verdict
+        first = first or verdict
+    assert first is not None
+    return first
+
+
 def _verify(source: str, delivery: Delivery, endpoint: Endpoint, now: float) -> Verdict:
     try:
         plugged = _user_verifier(source, endpoint)
@@ -944,22 +971,25 @@ def _verify(source: str, delivery: Delivery, endpoint: Endpoint, now: float) -> 
         return Verdict(INVALID, f"verifier cannot be used: {_first_line(error)}")
     if plugged is not None:
         return _run_user_verifier(plugged[0], plugged[1], delivery, endpoint)
+    headers = delivery.headers
     if source == "keygen":
-        return verify_keygen(delivery.body, delivery.headers, keys=endpoint.public_keys,
-                             url=_keygen_url(delivery, endpoint), now=now,
-                             tolerance=endpoint.tolerance, future_skew=endpoint.future_skew,
-                             method=delivery.method or "post")
+        url = _keygen_url(delivery, endpoint)
+        return _any_body(lambda body: verify_keygen(
+            body, headers, keys=endpoint.public_keys, url=url, now=now,
+            tolerance=endpoint.tolerance, future_skew=endpoint.future_skew,
+            method=delivery.method or "post"), _signed_bodies(delivery, as_received_first=True))
     if source == "standard":
-        return verify_standard(delivery.body, delivery.headers, secrets=endpoint.secrets,
-                               public_keys=endpoint.public_keys, now=now,
-                               tolerance=endpoint.tolerance)
+        return _any_body(lambda body: verify_standard(
+            body, headers, secrets=endpoint.secrets, public_keys=endpoint.public_keys, now=now,
+            tolerance=endpoint.tolerance), _signed_bodies(delivery, as_received_first=False))
     if source == "fno":
-        return verify_fno(delivery.body, delivery.headers, remote_addr=delivery.remote_addr,
+        return verify_fno(delivery.body, headers, remote_addr=delivery.remote_addr,
                           auth=endpoint.auth, username=endpoint.username,
                           password=endpoint.password, tokens=endpoint.tokens,
                           allow_ips=endpoint.allow_ips)
     if source == "zentitle":
-        return verify_zentitle(delivery.body, delivery.headers, keys=endpoint.public_keys)
+        return _any_body(lambda body: verify_zentitle(body, headers, keys=endpoint.public_keys),
+                         _signed_bodies(delivery, as_received_first=False))
     if source == "licensespring":
         return Verdict(UNCHECKED, "LicenseSpring publishes no signature scheme; configure a "
                                   "verifier to check it")

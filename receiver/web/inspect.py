@@ -36,6 +36,7 @@ from werkzeug.wrappers import Response
 
 from .. import dispatch, mask, redeliver, signals
 from ..config import SOURCES
+from ..content_coding import decode_body
 from ..errors import BadRequest, NotFound, ReceiverError
 from ..events import Event
 from ..store import DeliveryFilters
@@ -227,13 +228,23 @@ def api_url(endpoint: str, names: tuple[str, ...], limit: int) -> str:
 
 def body_view(record: Mapping[str, Any], *, revealed: bool,
               secrets: list[str]) -> dict[str, Any]:
-    """The body as a page shows it: masked text (or a note that it is binary or missing)."""
+    """The body as a page shows it: masked text (or a note that it is binary or missing). A
+    body sent compressed is shown decoded (``decoded_from`` names the coding)."""
     body: bytes | None = record.get("body")
     view: dict[str, Any] = {"size": record.get("body_size") or 0, "text": None,
-                            "binary": False, "missing": body is None, "truncated": False}
+                            "binary": False, "missing": body is None, "truncated": False,
+                            "decoded_from": None}
     if body is None:
         return view
     view["size"] = len(body)
+    coding = next((value for name, value in record.get("headers") or []
+                   if str(name).lower() == "content-encoding"), None)
+    try:
+        decoded = decode_body(body, coding, current_app.config["MAX_BODY"])
+    except ReceiverError:  # refused at ingest for the same reason: show it as it came
+        decoded = None
+    if decoded is not None:
+        body, view["decoded_from"] = decoded, coding
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
