@@ -443,14 +443,16 @@ def plugins_command() -> None:
               help="Retries of a local 5xx or refused connection before it is skipped.")
 @click.option("--include-rejected", is_flag=True,
               help="Also forward deliveries the remote refused (4xx).")
+@click.option("--preserve-host", is_flag=True,
+              help="Send the Host the vendor posted to (Keygen signs it), not --to's.")
 @click.option("--once", is_flag=True, help="Forward what is there, then exit.")
 @click.option("--wait", default=25.0, show_default=True, type=click.FloatRange(0, 25),
               help="Seconds each feed request long-polls (lower it behind a proxy that cuts "
                    "idle requests).")
 def forward(from_url: str, token: str | None, to_url: str, endpoint: str | None,
             source: str | None, event_type: str | None, since: int | None,
-            state_path: str | None, retries: int, include_rejected: bool, once: bool,
-            wait: float) -> None:
+            state_path: str | None, retries: int, include_rejected: bool, preserve_host: bool,
+            once: bool, wait: float) -> None:
     """Relay a deployed receiver's deliveries, byte for byte, to an app on this machine."""
     from . import forward as forwarding
     from .web.filters import EVENT_TYPE
@@ -464,8 +466,8 @@ def forward(from_url: str, token: str | None, to_url: str, endpoint: str | None,
             from_url, to_url, token=token, allow=_settings()["REDELIVER_ALLOW"],
             filters={"endpoint": endpoint, "source": source, "event_type": event_type},
             since=since, state_path=Path(state_path) if state_path else None,
-            retries=retries, include_rejected=include_rejected, wait=wait,
-            echo=click.echo, notice=lambda line: click.echo(line, err=True))
+            retries=retries, include_rejected=include_rejected, preserve_host=preserve_host,
+            wait=wait, echo=click.echo, notice=lambda line: click.echo(line, err=True))
         click.echo(f"Forwarding {forwarder.remote.base} -> {to_url} after delivery "
                    f"#{forwarder.last_id} ({origin})" + ("" if once else "; Ctrl-C to stop"),
                    err=True)

@@ -887,6 +887,22 @@ def test_inspect_redeliver_sends_and_shows_the_answer(client: Any, target: Targe
     assert "answered 202" not in text_of(get_page(client, f"/deliveries/{answer['delivery_id']}"))
 
 
+def test_inspect_redeliver_keeps_the_original_host_when_ticked(client: Any,
+                                                                target: Target) -> None:
+    answer = post_sample(client, "keygen", "license.created", Host="hooks.example.com")
+    page = get_page(client, f"/deliveries/{answer['delivery_id']}")
+    assert "Keep the original Host (hooks.example.com)" in text_of(page)
+    assert 'name="preserve_host" value="1">' in page  # not ticked by default
+    client.post(f"/deliveries/{answer['delivery_id']}/redeliver",
+                data={"csrf_token": csrf_of(page), "url": target.url + "/hooks/keygen",
+                      "preserve_host": "1"})
+    redeliver(client, answer["delivery_id"], target.url + "/hooks/keygen")
+    hosts = [[value for name, value in request["headers"] if name.lower() == "host"]
+             for request in target.requests]
+    assert hosts == [["hooks.example.com"], [f"127.0.0.1:{target.port}"]]
+    assert target.requests[0]["body"] == sample("keygen", "license.created").body
+
+
 def test_inspect_redeliver_reports_an_unreachable_target(client: Any) -> None:
     answer = post_sample(client, "generic", "order.paid")
     redeliver(client, answer["delivery_id"], "http://127.0.0.1:9/")
