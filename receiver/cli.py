@@ -100,6 +100,7 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
         store = open_store(settings["DATABASE"])
         try:
             store.migrate()
+            secret_key = settings.get("SECRET_KEY") or store.secret_key()
         finally:
             # Closed before gunicorn forks: a connection inherited by a worker and closed
             # there drops that worker's POSIX locks on the file (SQLite: disk I/O errors).
@@ -110,8 +111,10 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
         token = secrets.token_urlsafe(24)
         os.environ["RECEIVER_INSPECTOR_TOKEN"] = token
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        click.echo(f"No RECEIVER_INSPECTOR_TOKEN set and {host} is not loopback: made one.\n"
-                   f"Sign in at http://{shown}:{port}/login?token={token}", err=True)
+        base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+        click.echo(f"No RECEIVER_INSPECTOR_TOKEN set and {host} is not loopback: made one "
+                   f"(scripts send it as Authorization: Bearer):\n    {token}\n"
+                   f"{login_link_text(base, secret_key)}", err=True)
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -130,6 +133,38 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
     click.echo(f"Receiving webhooks at http://{host}:{port}/hooks "
                f"(database {settings['DATABASE']})", err=True)
     Server().run()
+
+
+def login_link_text(base_url: str, secret_key: str) -> str:
+    """The lines that offer a fresh one-time sign-in link (the token is never in a URL)."""
+    from .web.access import LOGIN_LINK_MINUTES, make_login_code
+
+    link = f"{base_url.rstrip('/')}/login/{make_login_code(secret_key)}"
+    return (f"Sign in with this one-time link (works once, for {LOGIN_LINK_MINUTES} "
+            f"minutes):\n    {link}")
+
+
+@cli.command("login-link")
+@click.option("--base-url", default=f"http://127.0.0.1:{DEFAULT_PORT}", show_default=True,
+              help="The receiver's address as your browser reaches it.")
+@db_option
+def login_link(base_url: str, db: str | None) -> None:
+    """Print a one-time sign-in link for the inspector (RECEIVER_INSPECTOR_TOKEN set)."""
+    from .store import open_store
+
+    settings = _settings(db)
+    if not settings.get("INSPECTOR_TOKEN"):
+        raise click.ClickException("RECEIVER_INSPECTOR_TOKEN is not set: the inspector is open "
+                                   "and needs no sign-in")
+    secret_key = settings.get("SECRET_KEY")
+    if not secret_key:  # the key kept beside the database, as the server uses it
+        store = open_store(settings["DATABASE"])
+        try:
+            store.migrate()
+            secret_key = store.secret_key()
+        finally:
+            store.close()
+    click.echo(login_link_text(base_url, secret_key))
 
 
 # -- samples and trigger ----------------------------------------------------------------

@@ -1036,11 +1036,12 @@ def test_inspect_login_form_signs_in_and_returns(locked: Any) -> None:
     assert locked.get("/api/events").status_code == 200  # the session works for the API too
 
 
-def test_inspect_login_with_token_in_the_url(locked: Any) -> None:
+def test_inspect_login_refuses_the_token_in_the_url(locked: Any) -> None:
+    """A token in a URL stays in browser history and proxy logs: it is not taken."""
     response = locked.get(f"/login?token={TOKEN}&next=/deliveries")
-    assert response.status_code == 303 and response.headers["Location"] == "/deliveries"
-    assert "Deliveries" in text_of(get_page(locked, "/deliveries"))
-    assert locked.get("/login?token=wrong").status_code == 401
+    assert response.status_code == 400
+    assert "The token is not taken from a URL" in text_of(response.get_data(as_text=True))
+    assert locked.get("/deliveries").status_code == 303  # still signed out
 
 
 def test_inspect_session_cookie_holds_no_token(locked: Any) -> None:
