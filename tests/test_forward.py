@@ -5,6 +5,7 @@ unit-tested with an injected sleep (nothing here sleeps on purpose but the local
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.server
 import json
@@ -84,16 +85,27 @@ def local_app() -> Iterator[LocalApp]:
             self.end_headers()
             self.wfile.write(answer)
 
+    with running(Handler) as base:
+        app.url = base + "/webhooks"
+        yield app
+
+
+@contextlib.contextmanager
+def running(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` served on a free loopback port in a thread (quietly); yields its base URL."""
+
+    class Quiet(handler):  # type: ignore[valid-type,misc]
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    app.url = f"http://127.0.0.1:{server.server_address[1]}/webhooks"
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield app
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # -- an app written from Keygen's published webhook examples ---------------------------------
@@ -154,16 +166,9 @@ def keygen_example_app(keygen_key: ed25519.Ed25519PrivateKey) -> Iterator[Keygen
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    app.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/keygen"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield app
-    server.shutdown()
-    server.server_close()
+    with running(Handler) as base:
+        app.url = base + "/hooks/keygen"
+        yield app
 
 
 # -- running the CLI ------------------------------------------------------------------------
@@ -696,18 +701,24 @@ def test_forward_skips_rejected_gone_and_failing_deliveries_without_blocking(
     ]
 
 
-def test_forward_include_rejected_and_headers_as_redeliver(tmp_path: Path) -> None:
-    remote = FakeRemote([record(7, 400)])
+def headers_sent(tmp_path: Path, records: list[dict[str, Any]],
+                 **options: Any) -> list[Sequence[tuple[str, str]]]:
+    """Forward ``records`` once (every send answered 204) and return the headers sent."""
     seen: list[Sequence[tuple[str, str]]] = []
 
     def send(url: str, body: bytes, headers: Sequence[tuple[str, str]]) -> dict[str, Any]:
         seen.append(headers)
         return {"status": 204, "duration_ms": 0.4, "body": ""}
 
-    forwarder = Forwarder(remote, "http://127.0.0.1:9/x", tmp_path / "s.json", 0,
-                          include_rejected=True, send=send, echo=lambda line: None)
-    assert forwarder.run(once=True).forwarded == 1
-    assert seen == [[("Content-Type", "application/json"), ("X-Id", "7")]]
+    forwarder = Forwarder(FakeRemote(records), "http://127.0.0.1:9/x", tmp_path / "s.json", 0,
+                          send=send, echo=lambda line: None, **options)
+    assert forwarder.run(once=True).forwarded == len(records)
+    return seen
+
+
+def test_forward_include_rejected_and_headers_as_redeliver(tmp_path: Path) -> None:
+    assert headers_sent(tmp_path, [record(7, 400)], include_rejected=True) == [
+        [("Content-Type", "application/json"), ("X-Id", "7")]]
 
 
 def test_forward_state_file_round_trip_default_path_and_corruption(tmp_path: Path) -> None:
@@ -821,15 +832,8 @@ def test_forwardable_headers_keep_one_host_only_when_asked() -> None:
 
 
 def test_forwarder_preserve_host_passes_the_host_to_send(tmp_path: Path) -> None:
-    remote = FakeRemote([{**record(3), "headers": [["Host", "hooks.example.com"],
-                                                   ["Content-Type", "application/json"]]}])
-    seen: list[Sequence[tuple[str, str]]] = []
-
-    def send(url: str, body: bytes, headers: Sequence[tuple[str, str]]) -> dict[str, Any]:
-        seen.append(headers)
-        return {"status": 200, "duration_ms": 0.2, "body": ""}
-
-    forwarder = Forwarder(remote, "http://127.0.0.1:9/hooks/keygen", tmp_path / "s.json", 0,
-                          preserve_host=True, send=send, echo=lambda line: None)
-    assert forwarder.run(once=True).forwarded == 1
-    assert seen == [[("Host", "hooks.example.com"), ("Content-Type", "application/json")]]
+    received = {**record(3), "headers": [["Host", "hooks.example.com"],
+                                         ["Content-Type", "application/json"]]}
+    assert headers_sent(tmp_path, [received], preserve_host=True) == [
+        [("Host", "hooks.example.com"), ("Content-Type", "application/json")]]
+    assert headers_sent(tmp_path, [received]) == [[("Content-Type", "application/json")]]
