@@ -100,6 +100,7 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
         store = open_store(settings["DATABASE"])
         try:
             store.migrate()
+            secret_key = settings.get("SECRET_KEY") or store.secret_key()
         finally:
             # Closed before gunicorn forks: a connection inherited by a worker and closed
             # there drops that worker's POSIX locks on the file (SQLite: disk I/O errors).
@@ -110,8 +111,10 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
         token = secrets.token_urlsafe(24)
         os.environ["RECEIVER_INSPECTOR_TOKEN"] = token
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        click.echo(f"No RECEIVER_INSPECTOR_TOKEN set and {host} is not loopback: made one.\n"
-                   f"Sign in at http://{shown}:{port}/login?token={token}", err=True)
+        base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+        click.echo(f"No RECEIVER_INSPECTOR_TOKEN set and {host} is not loopback: made one "
+                   f"(scripts send it as Authorization: Bearer):\n    {token}\n"
+                   f"{login_link_text(base, secret_key)}", err=True)
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -130,6 +133,38 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
     click.echo(f"Receiving webhooks at http://{host}:{port}/hooks "
                f"(database {settings['DATABASE']})", err=True)
     Server().run()
+
+
+def login_link_text(base_url: str, secret_key: str) -> str:
+    """The lines that offer a fresh one-time sign-in link (the token is never in a URL)."""
+    from .web.access import LOGIN_LINK_MINUTES, make_login_code
+
+    link = f"{base_url.rstrip('/')}/login/{make_login_code(secret_key)}"
+    return (f"Sign in with this one-time link (works once, for {LOGIN_LINK_MINUTES} "
+            f"minutes):\n    {link}")
+
+
+@cli.command("login-link")
+@click.option("--base-url", default=f"http://127.0.0.1:{DEFAULT_PORT}", show_default=True,
+              help="The receiver's address as your browser reaches it.")
+@db_option
+def login_link(base_url: str, db: str | None) -> None:
+    """Print a one-time sign-in link for the inspector (RECEIVER_INSPECTOR_TOKEN set)."""
+    from .store import open_store
+
+    settings = _settings(db)
+    if not settings.get("INSPECTOR_TOKEN"):
+        raise click.ClickException("RECEIVER_INSPECTOR_TOKEN is not set: the inspector is open "
+                                   "and needs no sign-in")
+    secret_key = settings.get("SECRET_KEY")
+    if not secret_key:  # the key kept beside the database, as the server uses it
+        store = open_store(settings["DATABASE"])
+        try:
+            store.migrate()
+            secret_key = store.secret_key()
+        finally:
+            store.close()
+    click.echo(login_link_text(base_url, secret_key))
 
 
 # -- samples and trigger ----------------------------------------------------------------
@@ -187,10 +222,19 @@ def pick_endpoint(settings: dict[str, Any], source: str, name: str | None) -> En
 @click.option("--url", help="Where to POST (default: this machine's receiver, the endpoint "
               "configured for SOURCE, else /hooks).")
 @click.option("--endpoint", "endpoint_name", help="Configured endpoint whose keys sign it.")
-def trigger(source: str, event_type: str, url: str | None, endpoint_name: str | None) -> None:
+@click.option("--header-names", "spelling", type=click.Choice(["webhook", "svix"]),
+              default="webhook", show_default=True,
+              help="standard: name the headers webhook-id/-timestamp/-signature (the "
+                   "standard), or svix-id/-timestamp/-signature (as Svix sends them).")
+def trigger(source: str, event_type: str, url: str | None, endpoint_name: str | None,
+            spelling: str) -> None:
     """Send a bundled sample, signed the way the sender signs when a signing key is set."""
     from . import redeliver, verify
+    from .dialects.standard import rename_headers
 
+    if spelling != "webhook" and source != "standard":
+        raise click.BadParameter("only Standard Webhooks senders have another spelling",
+                                 param_hint="--header-names")
     settings = _settings()
     body, headers = find_sample(source, event_type)
     endpoint = pick_endpoint(settings, source, endpoint_name)
@@ -198,13 +242,15 @@ def trigger(source: str, event_type: str, url: str | None, endpoint_name: str | 
         path = f"/hooks/{endpoint.name}" if endpoint else (
             f"/hooks/{endpoint_name}" if endpoint_name else "/hooks")
         url = f"http://127.0.0.1:{DEFAULT_PORT}{path}"
-    pairs = list(headers.items())
+    pairs = rename_headers(list(headers.items()), spelling)
     if endpoint is not None and (endpoint.signing_key or endpoint.secrets or endpoint.tokens
                                  or endpoint.password):
         signed_names = {"date", "digest", "keygen-date", "keygen-digest", "keygen-signature",
-                        "webhook-id", "webhook-timestamp", "webhook-signature"}
+                        "webhook-id", "webhook-timestamp", "webhook-signature", "svix-id",
+                        "svix-timestamp", "svix-signature"}
         try:
-            signature = verify.sign(source, body, endpoint, url=endpoint.url or url)
+            signature = verify.sign(source, body, endpoint, url=endpoint.url or url,
+                                    spelling=spelling)
         except ValueError as error:
             raise click.ClickException(f"cannot sign: {error}") from None
         pairs = [(k, v) for k, v in pairs if k.lower() not in signed_names] + signature
@@ -432,14 +478,16 @@ def plugins_command() -> None:
               help="Retries of a local 5xx or refused connection before it is skipped.")
 @click.option("--include-rejected", is_flag=True,
               help="Also forward deliveries the remote refused (4xx).")
+@click.option("--preserve-host", is_flag=True,
+              help="Send the Host the vendor posted to (Keygen signs it), not --to's.")
 @click.option("--once", is_flag=True, help="Forward what is there, then exit.")
 @click.option("--wait", default=25.0, show_default=True, type=click.FloatRange(0, 25),
               help="Seconds each feed request long-polls (lower it behind a proxy that cuts "
                    "idle requests).")
 def forward(from_url: str, token: str | None, to_url: str, endpoint: str | None,
             source: str | None, event_type: str | None, since: int | None,
-            state_path: str | None, retries: int, include_rejected: bool, once: bool,
-            wait: float) -> None:
+            state_path: str | None, retries: int, include_rejected: bool, preserve_host: bool,
+            once: bool, wait: float) -> None:
     """Relay a deployed receiver's deliveries, byte for byte, to an app on this machine."""
     from . import forward as forwarding
     from .web.filters import EVENT_TYPE
@@ -453,8 +501,8 @@ def forward(from_url: str, token: str | None, to_url: str, endpoint: str | None,
             from_url, to_url, token=token, allow=_settings()["REDELIVER_ALLOW"],
             filters={"endpoint": endpoint, "source": source, "event_type": event_type},
             since=since, state_path=Path(state_path) if state_path else None,
-            retries=retries, include_rejected=include_rejected, wait=wait,
-            echo=click.echo, notice=lambda line: click.echo(line, err=True))
+            retries=retries, include_rejected=include_rejected, preserve_host=preserve_host,
+            wait=wait, echo=click.echo, notice=lambda line: click.echo(line, err=True))
         click.echo(f"Forwarding {forwarder.remote.base} -> {to_url} after delivery "
                    f"#{forwarder.last_id} ({origin})" + ("" if once else "; Ctrl-C to stop"),
                    err=True)

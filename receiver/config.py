@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import string
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -100,6 +101,45 @@ def optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return parse_optional
 
 
+def existing_file(value: Any) -> str:
+    path = parse_str(value)
+    if not os.path.isfile(path):
+        raise ValueError(f"no such file {path!r}")
+    return path
+
+
+#: What ``MAIL_RESET_URL`` may hold, each replaced by the URL-quoted value.
+RESET_URL_PLACEHOLDERS = ("token", "user_id", "account_id", "email")
+
+
+def placeholders(template: str) -> list[str]:
+    """The ``{name}`` fields of a ``str.format`` template (``{{`` is a literal brace), as
+    written (``{token!r}`` as ``token!r``); raises ``ValueError`` for unbalanced braces."""
+    return [field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            for _, field, spec, conversion in string.Formatter().parse(template)
+            if field is not None]
+
+
+def url_template(*known: str) -> Callable[[Any], str]:
+    """A URL with ``{name}`` placeholders, each one of ``known``."""
+    allowed = ", ".join(f"{{{name}}}" for name in known)
+
+    def parse(value: Any) -> str:
+        template = parse_str(value)
+        try:
+            fields = placeholders(template)
+        except ValueError as error:
+            raise ValueError(f"{error} in {template!r}; placeholders are {allowed}, and a "
+                             "literal brace is written twice ({{{{)") from None
+        for name in fields:
+            if name not in known:
+                shown = f"{{{name}}}" if name else "{}"
+                raise ValueError(f"unknown placeholder {shown} in {template!r}; use {allowed}")
+        return template
+
+    return parse
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -138,14 +178,22 @@ SETTINGS: list[Setting] = [
             "Entry-point names in receiver.handlers not to load (comma-separated)."),
     Setting("MAIL_RESET_ENABLED", parse_bool, False,
             "Mail Keygen password-reset tokens to the user (built-in handler)."),
-    Setting("MAIL_RESET_URL", parse_str, "https://app.example.com/reset?token={token}",
-            "Reset link put in the mail; {token} is replaced by the token."),
+    Setting("MAIL_RESET_URL", url_template(*RESET_URL_PLACEHOLDERS),
+            "https://app.example.com/reset?token={token}",
+            "Reset link put in the mail; {token}, {user_id}, {account_id} and {email} are "
+            "replaced (URL-quoted)."),
     Setting("MAIL_FROM", parse_str, "receiver@localhost", "Sender address of mails."),
     Setting("SMTP_HOST", parse_str, "localhost", "SMTP server for mail handlers."),
-    Setting("SMTP_PORT", parse_int, 25, "SMTP port."),
+    Setting("SMTP_PORT", parse_int, 25, "SMTP port (465 when SMTP_SSL is on and no port is "
+            "set)."),
     Setting("SMTP_USER", optional(parse_str), None, "SMTP login user (none: no login)."),
     Setting("SMTP_PASSWORD", optional(parse_str), None, "SMTP login password."),
     Setting("SMTP_STARTTLS", parse_bool, False, "Use STARTTLS before logging in."),
+    Setting("SMTP_SSL", parse_bool, False,
+            "Connect with implicit TLS (SMTPS, port 465) instead of plain SMTP or STARTTLS."),
+    Setting("SMTP_CA_FILE", optional(existing_file), None,
+            "PEM file of the certificate authorities to trust for the SMTP server (a private "
+            "CA or a self-signed server); default: the system's."),
     Setting("SMTP_TIMEOUT", parse_int, 10, "Seconds before an SMTP connection gives up."),
 ]
 
@@ -269,6 +317,21 @@ def _replace(endpoint: Endpoint, **changes: Any) -> Endpoint:
     return replace(endpoint, **changes)
 
 
+def _key(name: str, origin: str) -> str:
+    """How the user wrote a setting: ``RECEIVER_NAME`` in the environment, else ``NAME``."""
+    return f"RECEIVER_{name}" if origin == "RECEIVER_" else name
+
+
+def _settle_smtp(resolved: dict[str, Any], origins: Mapping[str, str]) -> None:
+    """Implicit TLS and STARTTLS exclude each other; implicit TLS defaults to port 465."""
+    if resolved["SMTP_SSL"] and resolved["SMTP_STARTTLS"]:
+        raise ConfigError(f"{_key('SMTP_SSL', origins['SMTP_SSL'])}: implicit TLS and "
+                          "SMTP_STARTTLS exclude each other; turn one off (465 is usually "
+                          "implicit TLS, 587 STARTTLS)")
+    if resolved["SMTP_SSL"] and "SMTP_PORT" not in origins:
+        resolved["SMTP_PORT"] = 465
+
+
 def read_toml(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as handle:
@@ -298,6 +361,7 @@ def load_settings(
 
     known = {setting.name for setting in SETTINGS}
     resolved: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     for setting in SETTINGS:
         value, origin = setting.default, None
         for label, layer in layers:
@@ -306,14 +370,15 @@ def load_settings(
         if origin is None:
             resolved[setting.name] = value
             continue
+        origins[setting.name] = origin
         try:
             resolved[setting.name] = setting.parse(value)
         except ValueError as error:
-            key = f"RECEIVER_{setting.name}" if origin == "RECEIVER_" else setting.name
-            raise ConfigError(f"{key}: {error}") from None
+            raise ConfigError(f"{_key(setting.name, origin)}: {error}") from None
     file_keys = set(layers[0][1]) - known
     if file_keys:
         raise ConfigError(f"{sorted(file_keys)[0].lower()}: unknown setting in {config_path}")
+    _settle_smtp(resolved, origins)
 
     if "ENDPOINTS" in overrides:
         endpoints_raw = overrides["ENDPOINTS"]

@@ -39,6 +39,12 @@ class PayloadTooLarge(ReceiverError):
     status = 413
 
 
+class UnsupportedMediaType(ReceiverError):
+    """The body is sent with a ``Content-Encoding`` the receiver cannot decode."""
+
+    status = 415
+
+
 class StorageUnavailable(ReceiverError):
     """The database cannot take the write now (disk full, lock held): the sender should retry."""
 

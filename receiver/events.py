@@ -22,7 +22,12 @@ def format_time(moment: dt.datetime) -> str:
 
 @dataclass
 class Delivery:
-    """One HTTP request as it reached an ingest route: exact bytes, headers in order."""
+    """One HTTP request as it reached an ingest route: exact bytes, headers in order.
+
+    ``body`` is what came over the wire (stored as the delivery's raw body); ``decoded`` is
+    that body with its ``Content-Encoding`` (gzip, deflate) undone, None when it had none.
+    Dialects parse ``content``: the decoded bytes when there are any, else ``body``.
+    """
 
     body: bytes
     headers: list[tuple[str, str]] = field(default_factory=list)
@@ -32,6 +37,12 @@ class Delivery:
     query: str = ""
     remote_addr: str | None = None
     received_at: str = field(default_factory=utc_now_iso)
+    decoded: bytes | None = None
+
+    @property
+    def content(self) -> bytes:
+        """The body the sender meant: decoded when it was sent compressed."""
+        return self.body if self.decoded is None else self.decoded
 
     def header(self, name: str) -> str | None:
         """First value of a header, case-insensitively, or None."""

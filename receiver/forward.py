@@ -5,7 +5,8 @@ wait=<s>``, oldest first), fetches each delivery's exact bytes (``/api/deliverie
 and POSTs them to a local URL with the original headers, exactly as redeliver does
 (``redeliver.forwardable_headers`` and ``redeliver.send``: hop-by-hop and ``Host`` dropped,
 ``Content-Length`` recomputed). A Keygen or Standard Webhooks signature over those bytes
-therefore still verifies in the local app.
+therefore still verifies in the local app. With ``preserve_host`` the original ``Host`` goes
+too, for an app that checks Keygen's signature against its request's host (Keygen's examples).
 
 The last forwarded id goes to a small state file, written atomically after each delivery, so
 a laptop that slept or lost its network catches up in order, without duplicates. The remote
@@ -387,6 +388,7 @@ class Forwarder:
     filters: Mapping[str, str] = field(default_factory=dict)
     retries: int = 3
     include_rejected: bool = False
+    preserve_host: bool = False
     wait: float = FEED_WAIT
     page: int = FEED_PAGE
     echo: Echo = print
@@ -453,7 +455,8 @@ class Forwarder:
             self.summary.skipped += 1
             self.echo(f"{label} is gone from the remote (purged); skipped")
             return None
-        headers = redeliver.forwardable_headers(record.get("headers") or [])
+        headers = redeliver.forwardable_headers(record.get("headers") or [],
+                                                preserve_host=self.preserve_host)
 
         def retrying(attempt: int, delay: float, outcome: Outcome) -> None:
             answer = outcome.status if outcome.status is not None else outcome.error
@@ -509,8 +512,9 @@ def start_after(remote: Remote, state_path: Path, since: int | None) -> tuple[in
 
 def prepare(from_url: str, to_url: str, *, token: str | None, allow: Iterable[str],
             filters: Mapping[str, str | None], since: int | None, state_path: Path | None,
-            retries: int = 3, include_rejected: bool = False, wait: float = FEED_WAIT,
-            echo: Echo = print, notice: Echo = print) -> tuple[Forwarder, str]:
+            retries: int = 3, include_rejected: bool = False, preserve_host: bool = False,
+            wait: float = FEED_WAIT, echo: Echo = print,
+            notice: Echo = print) -> tuple[Forwarder, str]:
     """Check the URLs, find where to start (and record it), and build the forwarder."""
     base = remote_base(from_url)
     check_target(to_url, allow)
@@ -526,6 +530,6 @@ def prepare(from_url: str, to_url: str, *, token: str | None, allow: Iterable[st
     write_state(state, after, from_url=base, to_url=to_url)
     forwarder = Forwarder(remote, to_url, state, after,
                           filters={name: value for name, value in filters.items() if value},
-                          retries=retries, include_rejected=include_rejected, wait=wait,
-                          echo=echo, notice=notice)
+                          retries=retries, include_rejected=include_rejected,
+                          preserve_host=preserve_host, wait=wait, echo=echo, notice=notice)
     return forwarder, origin

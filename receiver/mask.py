@@ -14,7 +14,8 @@ from typing import Any
 
 SECRET_HEADERS = frozenset({
     "authorization", "proxy-authorization", "cookie", "set-cookie", "keygen-signature",
-    "x-signature", "n-signature", "webhook-signature", "signature", "x-hub-signature",
+    "x-signature", "n-signature", "webhook-signature", "svix-signature", "signature",
+    "x-hub-signature",
     "x-hub-signature-256", "x-api-key", "api-key",
 })
 SECRET_FIELDS = re.compile(

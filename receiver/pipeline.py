@@ -55,15 +55,15 @@ def receive(
         parsed = False
         if source is None:
             # Nothing names the sender: the body's shape has to.
-            if delivery.body.strip():
-                document, parsed = dialects.parse_json(delivery.body), True
+            if delivery.content.strip():
+                document, parsed = dialects.parse_json(delivery.content), True
             source = dialects.detect(delivery, document, fallback=ping_source(endpoint))
         verdict = verify(source, delivery, endpoint)
         if endpoint.enforce and verdict.status in ("invalid", "unsigned"):
             raise Unauthorized(verdict.reason or f"signature {verdict.status}")
         # Bytes are parsed only once they passed the check.
-        if not parsed and delivery.body.strip():
-            document, parsed = dialects.parse_json(delivery.body), True
+        if not parsed and delivery.content.strip():
+            document, parsed = dialects.parse_json(delivery.content), True
         event = dialects.normalize(source, delivery, document, parsed)
     except ReceiverError as error:
         delivery_id = store.save_rejected(

@@ -1,4 +1,9 @@
-"""Send a stored delivery again, byte for byte, to a URL the settings allow."""
+"""Send a stored delivery again, byte for byte, to a URL the settings allow.
+
+``Host`` names the hop, so it is replaced by the target's unless ``preserve_host`` asks for
+the original: Keygen signs the host it posted to, and an app that checks the signature
+against its request's ``Host`` (as Keygen's own examples do) accepts the delivery only then.
+"""
 
 from __future__ import annotations
 
@@ -19,15 +24,22 @@ HOP_BY_HOP = frozenset({
 BODY_PREVIEW = 2048
 
 
-def forwardable_headers(headers: Iterable[Sequence[str]]) -> list[tuple[str, str]]:
-    """The original headers minus hop-by-hop ones and Host; Content-Length is recomputed."""
+def forwardable_headers(headers: Iterable[Sequence[str]], *,
+                        preserve_host: bool = False) -> list[tuple[str, str]]:
+    """The original headers minus hop-by-hop ones and Host (kept with ``preserve_host``);
+    Content-Length is recomputed."""
     connection_tokens: set[str] = set()
     pairs = [(str(name), str(value)) for name, value in headers]
     for name, value in pairs:
         if name.lower() == "connection":
             connection_tokens.update(token.strip().lower() for token in value.split(","))
-    return [(name, value) for name, value in pairs
-            if name.lower() not in HOP_BY_HOP and name.lower() not in connection_tokens]
+    dropped = HOP_BY_HOP - {"host"} if preserve_host else HOP_BY_HOP
+    kept = [(name, value) for name, value in pairs
+            if name.lower() not in dropped and name.lower() not in connection_tokens]
+    if preserve_host:  # one Host, the first received (as Delivery.header reads it)
+        hosts = [index for index, (name, _) in enumerate(kept) if name.lower() == "host"]
+        kept = [pair for index, pair in enumerate(kept) if index not in hosts[1:]]
+    return kept
 
 
 def check_allowed(url: str, allow: Iterable[str]) -> urllib.parse.SplitResult:
@@ -53,15 +65,17 @@ def is_loopback(host: str) -> bool:
 
 def send(url: str, body: bytes, headers: Sequence[tuple[str, str]], *,
          timeout: float = 15.0) -> dict[str, Any]:
-    """POST the exact bytes; answer the status, the start of the body and the time taken."""
+    """POST the exact bytes; answer the status, the start of the body and the time taken.
+    A ``Host`` among ``headers`` replaces the one made from ``url``."""
     parts = urllib.parse.urlsplit(url)
     connection_class = (http.client.HTTPSConnection if parts.scheme == "https"
                         else http.client.HTTPConnection)
     connection = connection_class(parts.hostname or "", parts.port, timeout=timeout)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    own_host = any(name.lower() == "host" for name, _ in headers)
     started = time.perf_counter()
     try:
-        connection.putrequest("POST", path, skip_accept_encoding=True)
+        connection.putrequest("POST", path, skip_host=own_host, skip_accept_encoding=True)
         for name, value in headers:
             connection.putheader(name, value)
         connection.putheader("Content-Length", str(len(body)))
@@ -78,10 +92,12 @@ def send(url: str, body: bytes, headers: Sequence[tuple[str, str]], *,
         connection.close()
 
 
-def redeliver(record: dict[str, Any], url: str, *, allow: Iterable[str]) -> dict[str, Any]:
-    """Re-send a stored delivery (``store.get_delivery(..., with_body=True)``) to ``url``."""
+def redeliver(record: dict[str, Any], url: str, *, allow: Iterable[str],
+              preserve_host: bool = False) -> dict[str, Any]:
+    """Re-send a stored delivery (``store.get_delivery(..., with_body=True)``) to ``url``;
+    with ``preserve_host`` the request carries the ``Host`` the delivery arrived with."""
     check_allowed(url, allow)
-    headers = forwardable_headers(record["headers"])
+    headers = forwardable_headers(record["headers"], preserve_host=preserve_host)
     try:
         result = send(url, record["body"] or b"", headers)
     except (OSError, http.client.HTTPException) as error:

@@ -57,6 +57,7 @@ from nacl.exceptions import CryptoError
 from nacl.signing import VerifyKey
 
 from .config import Endpoint
+from .dialects.standard import rename_headers, standard_headers
 from .errors import ConfigError
 from .events import Delivery
 
@@ -616,10 +617,12 @@ def verify_standard(
     ``webhook-signature`` is ``v1,<base64 HMAC-SHA256>`` (keyed with each ``whsec_`` secret)
     or ``v1a,<base64 Ed25519>`` (checked with each Ed25519 key in ``public_keys``, usually
     ``whpk_…``); other versions are skipped; any match passes. The timestamp may be at most
-    ``tolerance`` seconds away from ``now`` in either direction.
+    ``tolerance`` seconds away from ``now`` in either direction. Svix's ``svix-id``,
+    ``svix-timestamp`` and ``svix-signature`` are read as the same three headers
+    (``dialects.standard.standard_headers``); reasons name the spelling the request used.
     """
     now = time.time() if now is None else now
-    found = _header_map(headers)
+    found, spelling = standard_headers(_header_map(headers))
     signature_header = found.get("webhook-signature")
     hmac_keys: list[bytes] = []
     for secret in secrets:
@@ -636,18 +639,18 @@ def verify_standard(
     if not hmac_keys and not ed_keys:
         return Verdict(INVALID, "none of the configured secrets or keys can be used")
     if signature_header is None:
-        return Verdict(UNSIGNED, "missing webhook-signature header")
-    for name in ("webhook-id", "webhook-timestamp"):
-        if name not in found:
-            return Verdict(INVALID, f"missing {name} header")
+        return Verdict(UNSIGNED, "missing webhook-signature (or svix-signature) header")
+    for name in ("id", "timestamp"):
+        if f"webhook-{name}" not in found:
+            return Verdict(INVALID, f"missing {spelling}-{name} header")
     msg_id, stamp = found["webhook-id"], found["webhook-timestamp"]
     try:
         sent = float(stamp)
     except ValueError:
-        return Verdict(INVALID, f"webhook-timestamp is not a unix timestamp: {_quote(stamp)}")
+        sent = math.nan
     if not math.isfinite(sent):
-        return Verdict(INVALID, f"webhook-timestamp is not a unix timestamp: {_quote(stamp)}")
-    stale = _freshness("webhook-timestamp", sent, now, tolerance, tolerance)
+        return Verdict(INVALID, f"{spelling}-timestamp is not a unix timestamp: {_quote(stamp)}")
+    stale = _freshness(f"{spelling}-timestamp", sent, now, tolerance, tolerance)
     if stale:
         return Verdict(INVALID, stale)
 
@@ -673,14 +676,14 @@ def verify_standard(
             if any(ed25519_valid(key, signature, content) for key in ed_keys):
                 return Verdict(VALID)
     if not v1 and not v1a:
-        return Verdict(INVALID, "webhook-signature holds no well-formed v1 or v1a signature")
+        return Verdict(INVALID, f"{spelling}-signature holds no well-formed v1 or v1a signature")
     if v1 and not expected and not v1a:
-        return Verdict(INVALID, "webhook-signature holds only v1 (HMAC) signatures and no "
+        return Verdict(INVALID, f"{spelling}-signature holds only v1 (HMAC) signatures and no "
                                 "whsec_ secret is configured")
     if v1a and not ed_keys and not v1:
-        return Verdict(INVALID, "webhook-signature holds only v1a (Ed25519) signatures and no "
-                                "whpk_ key is configured")
-    return Verdict(INVALID, f"no configured secret or key matched webhook-signature "
+        return Verdict(INVALID, f"{spelling}-signature holds only v1a (Ed25519) signatures and "
+                                "no whpk_ key is configured")
+    return Verdict(INVALID, f"no configured secret or key matched {spelling}-signature "
                             f"({v1} v1, {v1a} v1a)")
 
 
@@ -690,10 +693,11 @@ def sign_standard(
     *,
     webhook_id: str | None = None,
     now: float | None = None,
+    spelling: str = "webhook",
 ) -> list[tuple[str, str]]:
-    """``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` for ``body``. A ``whsec_``
-    secret makes a ``v1`` entry, a ``whsk_`` private key a ``v1a`` one; several secrets make
-    several entries (rotation)."""
+    """``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` for ``body`` (``svix-*``
+    with ``spelling="svix"``, as Svix sends them). A ``whsec_`` secret makes a ``v1`` entry, a
+    ``whsk_`` private key a ``v1a`` one; several secrets make several entries (rotation)."""
     secrets = [secret] if isinstance(secret, str) else list(secret)
     if not secrets:
         raise ValueError("Standard Webhooks signing needs a whsec_ secret or whsk_ key")
@@ -710,8 +714,8 @@ def sign_standard(
         else:
             entries.append("v1," + _b64(hmac.new(decode_whsec(item), content,
                                                  hashlib.sha256).digest()))
-    return [("webhook-id", msg_id), ("webhook-timestamp", stamp),
-            ("webhook-signature", " ".join(entries))]
+    return rename_headers([("webhook-id", msg_id), ("webhook-timestamp", stamp),
+                           ("webhook-signature", " ".join(entries))], spelling)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -933,6 +937,33 @@ def _keygen_url(delivery: Delivery, endpoint: Endpoint) -> str | None:
     return f"http://{host.strip()}{path}" + (f"?{delivery.query}" if delivery.query else "")
 
 
+def _signed_bodies(delivery: Delivery, *, as_received_first: bool) -> tuple[bytes, ...]:
+    """The bytes a body signature may cover, the scheme's own choice first.
+
+    A compressed delivery (``Content-Encoding``) has two: the bytes as received and the
+    decoded ones. Keygen's ``Digest`` is over the bytes as sent (RFC 3230: the digest of the
+    content-coded instance), Standard Webhooks and Zentitle sign the payload before the HTTP
+    client compresses it. The other one is tried second, for a sender that computes its
+    signature at the other layer: either way the signature binds the decoded bytes, since
+    they follow from the received ones."""
+    if delivery.decoded is None:
+        return (delivery.body,)
+    pair = (delivery.body, delivery.decoded)
+    return pair if as_received_first else pair[::-1]
+
+
+def _any_body(check: Callable[[bytes], Verdict], bodies: Sequence[bytes]) -> Verdict:
+    """The first valid verdict over ``bodies``, else the verdict over the first of them."""
+    first: Verdict | None = None
+    for body in bodies:
+        verdict = check(body)
+        if verdict.ok:
+            return verdict
+        first = first or verdict
+    assert first is not None
+    return first
+
+
 def _verify(source: str, delivery: Delivery, endpoint: Endpoint, now: float) -> Verdict:
     try:
         plugged = _user_verifier(source, endpoint)
@@ -940,22 +971,25 @@ def _verify(source: str, delivery: Delivery, endpoint: Endpoint, now: float) -> 
         return Verdict(INVALID, f"verifier cannot be used: {_first_line(error)}")
     if plugged is not None:
         return _run_user_verifier(plugged[0], plugged[1], delivery, endpoint)
+    headers = delivery.headers
     if source == "keygen":
-        return verify_keygen(delivery.body, delivery.headers, keys=endpoint.public_keys,
-                             url=_keygen_url(delivery, endpoint), now=now,
-                             tolerance=endpoint.tolerance, future_skew=endpoint.future_skew,
-                             method=delivery.method or "post")
+        url = _keygen_url(delivery, endpoint)
+        return _any_body(lambda body: verify_keygen(
+            body, headers, keys=endpoint.public_keys, url=url, now=now,
+            tolerance=endpoint.tolerance, future_skew=endpoint.future_skew,
+            method=delivery.method or "post"), _signed_bodies(delivery, as_received_first=True))
     if source == "standard":
-        return verify_standard(delivery.body, delivery.headers, secrets=endpoint.secrets,
-                               public_keys=endpoint.public_keys, now=now,
-                               tolerance=endpoint.tolerance)
+        return _any_body(lambda body: verify_standard(
+            body, headers, secrets=endpoint.secrets, public_keys=endpoint.public_keys, now=now,
+            tolerance=endpoint.tolerance), _signed_bodies(delivery, as_received_first=False))
     if source == "fno":
-        return verify_fno(delivery.body, delivery.headers, remote_addr=delivery.remote_addr,
+        return verify_fno(delivery.body, headers, remote_addr=delivery.remote_addr,
                           auth=endpoint.auth, username=endpoint.username,
                           password=endpoint.password, tokens=endpoint.tokens,
                           allow_ips=endpoint.allow_ips)
     if source == "zentitle":
-        return verify_zentitle(delivery.body, delivery.headers, keys=endpoint.public_keys)
+        return _any_body(lambda body: verify_zentitle(body, headers, keys=endpoint.public_keys),
+                         _signed_bodies(delivery, as_received_first=False))
     if source == "licensespring":
         return Verdict(UNCHECKED, "LicenseSpring publishes no signature scheme; configure a "
                                   "verifier to check it")
@@ -1101,10 +1135,12 @@ def sign(
     url: str | None = None,
     now: float | None = None,
     webhook_id: str | None = None,
+    spelling: str = "webhook",
 ) -> list[tuple[str, str]]:
     """The headers the real sender would add to ``body`` for ``endpoint`` (for ``receiver
     trigger`` and tests). Signs with ``endpoint.signing_key``: a Keygen private key, a
-    Zentitle RSA private key, a Standard Webhooks ``whsec_``/``whsk_`` secret, FNO credentials
+    Zentitle RSA private key, a Standard Webhooks ``whsec_``/``whsk_`` secret (headers named
+    ``webhook-*``, or ``svix-*`` with ``spelling="svix"``), FNO credentials
     (``user:password`` or a bearer token). Symmetric schemes fall back to what the endpoint
     verifies with (the first ``secrets`` entry; ``username``/``password`` or the first token).
     Content-Type and the like are the caller's. Raises ``ValueError`` when there is nothing to
@@ -1123,7 +1159,7 @@ def sign(
         if not secret:
             raise ValueError(f"endpoint {endpoint.name!r} has no signing_key or secrets to "
                              "sign with")
-        return sign_standard(body, secret, webhook_id=webhook_id, now=now)
+        return sign_standard(body, secret, webhook_id=webhook_id, now=now, spelling=spelling)
     if source == "zentitle":
         if not key:
             raise ValueError(f"endpoint {endpoint.name!r} has no signing_key (an RSA private "

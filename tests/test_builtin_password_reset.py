@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import json
 import socket
-from collections.abc import Iterator
+import ssl
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -13,10 +16,15 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from receiver import plugins, signals
 from receiver.builtin import password_reset
 from receiver.config import load_settings
+from receiver.errors import ConfigError
 from receiver.events import Event
 
 HANDLER = "receiver.builtin.password_reset.mail_password_reset_token"
@@ -33,13 +41,17 @@ def free_port() -> int:
 
 @dataclass
 class Mailbox:
-    """aiosmtpd handler: keeps every envelope; accepts AUTH for mailer / s3cret."""
+    """aiosmtpd handler: keeps every envelope (and whether it came over TLS); accepts AUTH
+    for mailer / s3cret."""
 
     envelopes: list[Any] = field(default_factory=list)
     logins: list[str] = field(default_factory=list)
+    encrypted: list[bool] = field(default_factory=list)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.envelopes.append(envelope)
+        self.encrypted.append(session.ssl is not None  # after STARTTLS
+                              or server.transport.get_extra_info("ssl_object") is not None)
         return "250 Message accepted for delivery"
 
     def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str,
@@ -177,11 +189,26 @@ def test_builtin_password_reset_mail_delivered(mailbox: Mailbox, settings: dict[
     assert message["From"] == "Licensing <licensing@example.com>"
     assert message["Subject"] == "Reset your password"
     assert message["Message-ID"] and message["Date"]
-    assert message.get_content_type() == "text/plain"
-    body = message.get_content()
+    assert message.get_content_type() == "multipart/alternative"
+    body = plain_part(message)
     assert f"https://portal.example.com/reset-password?token={TOKEN}" in body
     assert TOKEN in body.replace(f"token={TOKEN}", "")  # the bare token too, not only the link
     assert "Hello Ada Lovelace," in body
+    page = html_part(message)
+    assert f'<a href="https://portal.example.com/reset-password?token={TOKEN}"' in page
+    assert f"<code>{TOKEN}</code>" in page and "<p>Hello Ada Lovelace,</p>" in page
+
+
+def plain_part(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None, "no text/plain alternative"
+    return str(part.get_content()).replace("\r\n", "\n")
+
+
+def html_part(message: EmailMessage) -> str:
+    part = message.get_body(("html",))
+    assert part is not None, "no text/html alternative"
+    return str(part.get_content())
 
 
 def test_builtin_password_reset_token_is_url_quoted(
@@ -189,9 +216,12 @@ def test_builtin_password_reset_token_is_url_quoted(
 ) -> None:
     [run] = dispatch(reset_event(token="a+b/c=d&e f"), settings)
     assert run.status == "ok"
-    body = mailbox.messages()[0].get_content().replace("\r\n", "\n")
+    body = plain_part(mailbox.messages()[0])
     assert "reset-password?token=a%2Bb%2Fc%3Dd%26e%20f\n" in body
     assert "    a+b/c=d&e f\n" in body
+    page = html_part(mailbox.messages()[0])
+    assert 'href="https://portal.example.com/reset-password?token=a%2Bb%2Fc%3Dd%26e%20f"' in page
+    assert "<code>a+b/c=d&amp;e f</code>" in page  # HTML-escaped, never raw
 
 
 def test_builtin_password_reset_logs_in_when_user_set(
@@ -262,3 +292,148 @@ def test_builtin_password_reset_only_for_keygen(settings: dict[str, Any]) -> Non
 def test_builtin_password_reset_link_helper() -> None:
     assert password_reset.reset_link("https://x.test/r/{token}?a=1", "t/1") == \
         "https://x.test/r/t%2F1?a=1"
+    assert password_reset.reset_link(
+        "https://x.test/{account_id}/{user_id}/{token}?e={email}&q={{x}}", "t", user_id="u 1",
+        account_id="a", email="ada+1@example.com") == \
+        "https://x.test/a/u%201/t?e=ada%2B1%40example.com&q={x}"
+    with pytest.raises(ValueError, match=r"uses \{user_id\}"):
+        password_reset.reset_link("https://x.test/{user_id}/{token}", "t")
+
+
+USER_ID = "9f4b37e2-2c1a-4b7e-a0e1-3f1d2c5b6a70"
+ACCOUNT_ID = "1fddcec8-8dd3-4d8d-9b16-215cac0f9b52"
+RESET_URL = "https://portal.example.com/reset/{user_id}/{token}?account={account_id}&to={email}"
+FILLED = (f"https://portal.example.com/reset/{USER_ID}/{TOKEN}?account={ACCOUNT_ID}"
+          "&to=ada.lovelace%40example.com")
+
+
+def test_builtin_password_reset_url_with_user_and_account(
+    mailbox: Mailbox, settings: dict[str, Any]
+) -> None:
+    """The link Keygen's reset fulfilment needs: POST .../users/<user id>/actions/
+    reset-password with the token, so the page must know the user id."""
+    [run] = dispatch(reset_event(), {**settings, "MAIL_RESET_URL": RESET_URL})
+    assert run.status == "ok", run.error
+    [message] = mailbox.messages()
+    assert f"    {FILLED}\n" in plain_part(message)
+    assert f'href="{FILLED.replace("&", "&amp;")}"' in html_part(message)
+
+
+@pytest.mark.parametrize("template", [
+    "https://x.test/reset/{user}/{token}", "https://x.test/{}", "https://x.test/{token!r}",
+    "https://x.test/{token", "https://x.test/{data.id}",
+])
+def test_builtin_password_reset_unknown_placeholder_refused_at_start(
+        make_app: Any, template: str) -> None:
+    with pytest.raises(ConfigError, match=r"^MAIL_RESET_URL: "):
+        make_app(MAIL_RESET_URL=template)
+    with pytest.raises(ConfigError, match=r"^RECEIVER_MAIL_RESET_URL: .*\{user_id\}"):
+        load_settings({}, environ={"RECEIVER_MAIL_RESET_URL": template})
+
+
+# -- TLS: STARTTLS and implicit TLS against aiosmtpd, with a throwaway certificate ----------
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and localhost: (cert PEM path, key PEM path)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "receiver test SMTP")])
+    now = dt.datetime.now(dt.UTC)
+    public = key.public_key()
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public),
+                       critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = folder / "smtp.crt", folder / "smtp.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def server_context(certificate: tuple[str, str]) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+@pytest.fixture
+def start_smtp(certificate: tuple[str, str]) -> Iterator[Callable[[str], tuple[Mailbox, int]]]:
+    """aiosmtpd in one of three modes: ``plain``; ``starttls`` (STARTTLS required before
+    anything else); ``implicit`` (TLS from the first byte, as on port 465)."""
+    controllers: list[Controller] = []
+
+    def start(mode: str) -> tuple[Mailbox, int]:
+        mailbox = Mailbox()
+        port = free_port()
+        tls: dict[str, Any] = {
+            "plain": {"auth_require_tls": False},
+            "starttls": {"tls_context": server_context(certificate), "require_starttls": True},
+            # aiosmtpd offers AUTH only after STARTTLS unless told that TLS is there already.
+            "implicit": {"ssl_context": server_context(certificate), "auth_require_tls": False},
+        }[mode]
+        controller = Controller(mailbox, hostname="127.0.0.1", port=port,
+                                authenticator=mailbox.authenticate, **tls)
+        controller.start()
+        controllers.append(controller)
+        return mailbox, port
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
+def tls_settings(mode: str, port: int, ca_file: str | None) -> dict[str, Any]:
+    return load_settings({
+        "MAIL_RESET_ENABLED": True, "MAIL_RESET_URL": RESET_URL, "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": port, "SMTP_TIMEOUT": 5, "SMTP_USER": "mailer", "SMTP_PASSWORD": "s3cret",
+        "SMTP_STARTTLS": mode == "starttls", "SMTP_SSL": mode == "implicit",
+        "SMTP_CA_FILE": ca_file}, environ={})
+
+
+@pytest.mark.parametrize("mode", ["plain", "starttls", "implicit"])
+def test_builtin_password_reset_link_over_plain_starttls_and_implicit_tls(
+        start_smtp: Callable[[str], tuple[Mailbox, int]], certificate: tuple[str, str],
+        mode: str) -> None:
+    mailbox, port = start_smtp(mode)
+    [run] = dispatch(reset_event(), tls_settings(mode, port, certificate[0]))
+    assert run.status == "ok", run.error
+    assert mailbox.logins == ["mailer"]
+    assert mailbox.encrypted == [mode != "plain"]
+    [message] = mailbox.messages()
+    assert f"    {FILLED}\n" in plain_part(message)
+    assert f'href="{FILLED.replace("&", "&amp;")}"' in html_part(message)
+    assert [envelope.rcpt_tos for envelope in mailbox.envelopes] == [[EMAIL]]
+
+
+@pytest.mark.parametrize("mode", ["starttls", "implicit"])
+def test_builtin_password_reset_tls_checks_the_certificate(
+        start_smtp: Callable[[str], tuple[Mailbox, int]], mode: str) -> None:
+    mailbox, port = start_smtp(mode)
+    [run] = dispatch(reset_event(), tls_settings(mode, port, None))  # the system's CAs only
+    assert run.status == "error"
+    assert run.error is not None and run.error.startswith("SSLCertVerificationError: ")
+    assert mailbox.envelopes == []
+
+
+def test_smtp_settings_implicit_tls_port_and_conflicts(tmp_path: Any) -> None:
+    assert load_settings({}, environ={})["SMTP_PORT"] == 25
+    assert load_settings({"SMTP_SSL": True}, environ={})["SMTP_PORT"] == 465
+    assert load_settings({"SMTP_SSL": True, "SMTP_PORT": 2465}, environ={})["SMTP_PORT"] == 2465
+    with pytest.raises(ConfigError, match=r"^RECEIVER_SMTP_SSL: implicit TLS and SMTP_STARTTLS"):
+        load_settings({}, environ={"RECEIVER_SMTP_SSL": "true", "RECEIVER_SMTP_STARTTLS": "1"})
+    with pytest.raises(ConfigError, match=r"^RECEIVER_SMTP_CA_FILE: no such file"):
+        load_settings({}, environ={"RECEIVER_SMTP_CA_FILE": str(tmp_path / "missing.pem")})

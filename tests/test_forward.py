@@ -4,9 +4,13 @@ unit-tested with an injected sleep (nothing here sleeps on purpose but the local
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +24,7 @@ from typing import Any
 
 import pytest
 import requests
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -80,16 +85,90 @@ def local_app() -> Iterator[LocalApp]:
             self.end_headers()
             self.wfile.write(answer)
 
+    with running(Handler) as base:
+        app.url = base + "/webhooks"
+        yield app
+
+
+@contextlib.contextmanager
+def running(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` served on a free loopback port in a thread (quietly); yields its base URL."""
+
+    class Quiet(handler):  # type: ignore[valid-type,misc]
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    app.url = f"http://127.0.0.1:{server.server_address[1]}/webhooks"
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield app
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- an app written from Keygen's published webhook examples ---------------------------------
+
+
+def keygen_example_verify(method: str, path: str, headers: Mapping[str, str], body: bytes,
+                          verify_key_hex: str) -> str | None:
+    """Keygen's own handler example (example-webhook-handler, example-password-reset-
+    fulfillment), step by step: parse ``Keygen-Signature``, insist on ed25519, compare the
+    SHA-256 ``Digest`` of the raw body, sign-string from the request's method, path (without
+    the query, as Express's ``req.path``), ``Host`` header and ``Date``, verify with the
+    account's Ed25519 key. None when it passes, else why not."""
+    header = headers.get("keygen-signature")
+    if header is None:
+        return "signature is missing"
+    pairs = [re.match(r'([^=]+)="([^"]+)"', part) for part in re.split(r"\s*,\s*", header)]
+    params = {match.group(1): match.group(2) for match in pairs if match}
+    if params.get("algorithm") != "ed25519":
+        return f"algorithm did not match: {params.get('algorithm')}"
+    digest = "sha-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode()
+    if digest != headers.get("digest"):
+        return "digest did not match"
+    data = "\n".join([f"(request-target): {method.lower()} {path}",
+                      f"host: {headers.get('host')}", f"date: {headers.get('date')}",
+                      f"digest: {digest}"])
+    key = ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(verify_key_hex))
+    try:
+        key.verify(base64.b64decode(params["signature"]), data.encode())
+    except (InvalidSignature, KeyError, ValueError):
+        return f"signature did not match (host {headers.get('host')!r}, path {path!r})"
+    return None
+
+
+@dataclass
+class KeygenExampleApp:
+    """The example app on a loopback port, route ``/hooks/keygen`` (the path Keygen posts to
+    on the public receiver): 200 when the signature checks out, 400 when not (as Keygen's
+    examples answer)."""
+
+    url: str
+    verify_key_hex: str
+    verdicts: list[str | None] = field(default_factory=list)
+
+
+@pytest.fixture
+def keygen_example_app(keygen_key: ed25519.Ed25519PrivateKey) -> Iterator[KeygenExampleApp]:
+    app = KeygenExampleApp("", public_hex(keygen_key))
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            path = self.path.split("?", 1)[0]
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            verdict = (keygen_example_verify("POST", path, headers, body, app.verify_key_hex)
+                       if path == "/hooks/keygen" else f"no route {path}")
+            app.verdicts.append(verdict)
+            self.send_response(200 if verdict is None else 400)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    with running(Handler) as base:
+        app.url = base + "/hooks/keygen"
+        yield app
 
 
 # -- running the CLI ------------------------------------------------------------------------
@@ -206,6 +285,68 @@ def test_forward_keygen_delivery_arrives_byte_identical_and_verifies(
     assert line.endswith(" ms")
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["last_id"] == answer["delivery_id"] and state["from"] == remote.url
+
+
+def keygen_remote(serve: Any, keygen_key: ed25519.Ed25519PrivateKey) -> Any:
+    config = (f'[endpoints.keygen]\nsource = "keygen"\npublic_key = "{public_hex(keygen_key)}"\n'
+              f'url = "{PUBLIC_URL}"\n')
+    return serve(*SERVE_ARGS, env={"RECEIVER_INSPECTOR_TOKEN": TOKEN}, config=config)
+
+
+def post_as_keygen(remote: Any, keygen_key: ed25519.Ed25519PrivateKey) -> dict[str, Any]:
+    """A signed Keygen delivery, posted with the public Host Keygen would send."""
+    body = sample("keygen", "user.password-reset").body
+    headers = dict(verify.sign_keygen(body, keygen_key, url=PUBLIC_URL))
+    headers.update({"Content-Type": "application/json", "Host": "hooks.example.com"})
+    answer = post(remote, "/hooks/keygen", body, headers)
+    assert answer["status"] == 200 and answer["signature_status"] == "valid", answer
+    return answer
+
+
+def test_forward_preserve_host_lets_keygens_example_app_verify(
+        serve: Any, keygen_example_app: KeygenExampleApp, tmp_path: Path,
+        keygen_key: Any) -> None:
+    remote = keygen_remote(serve, keygen_key)
+    answer = post_as_keygen(remote, keygen_key)
+
+    def forward_to_example(*extra: str) -> subprocess.CompletedProcess[str]:
+        state = tmp_path / f"state-{len(keygen_example_app.verdicts)}.json"
+        return subprocess.run(
+            [sys.executable, "-m", "receiver", "forward", "--from", remote.url, "--to",
+             keygen_example_app.url, "--token", TOKEN, "--once", "--since", "0",
+             "--state", str(state), *extra],
+            capture_output=True, text=True, timeout=60, env=cli_env(tmp_path))
+
+    plain = forward_to_example()
+    assert plain.returncode == 1, plain.stderr
+    assert plain.stdout.startswith(f"#{answer['delivery_id']} keygen POST /hooks/keygen -> 400")
+    assert plain.stdout.strip().endswith("; not retried")
+    port = keygen_example_app.url.split("/")[2]
+    assert keygen_example_app.verdicts == [
+        f"signature did not match (host {port!r}, path '/hooks/keygen')"]
+
+    kept = forward_to_example("--preserve-host")
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert kept.stdout.startswith(f"#{answer['delivery_id']} keygen POST /hooks/keygen -> 200")
+    assert keygen_example_app.verdicts[1:] == [None]
+
+
+def test_redeliver_preserve_host_lets_keygens_example_app_verify(
+        serve: Any, keygen_example_app: KeygenExampleApp, keygen_key: Any) -> None:
+    remote = keygen_remote(serve, keygen_key)
+    answer = post_as_keygen(remote, keygen_key)
+    url = f"{remote.url}/api/deliveries/{answer['delivery_id']}/redeliver"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    results = [requests.post(url, json={"url": keygen_example_app.url, **option},
+                             headers=auth, timeout=30).json()
+               for option in ({}, {"preserve_host": False}, {"preserve_host": True})]
+    assert [result["status"] for result in results] == [400, 400, 200]
+    assert keygen_example_app.verdicts[2] is None
+    assert "signature did not match" in (keygen_example_app.verdicts[0] or "")
+    refused = requests.post(url, json={"url": keygen_example_app.url, "preserve_host": "yes"},
+                            headers=auth, timeout=30)
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "preserve_host must be true or false"
 
 
 def test_forward_stop_and_restart_loses_nothing_and_repeats_nothing(
@@ -560,18 +701,24 @@ def test_forward_skips_rejected_gone_and_failing_deliveries_without_blocking(
     ]
 
 
-def test_forward_include_rejected_and_headers_as_redeliver(tmp_path: Path) -> None:
-    remote = FakeRemote([record(7, 400)])
+def headers_sent(tmp_path: Path, records: list[dict[str, Any]],
+                 **options: Any) -> list[Sequence[tuple[str, str]]]:
+    """Forward ``records`` once (every send answered 204) and return the headers sent."""
     seen: list[Sequence[tuple[str, str]]] = []
 
     def send(url: str, body: bytes, headers: Sequence[tuple[str, str]]) -> dict[str, Any]:
         seen.append(headers)
         return {"status": 204, "duration_ms": 0.4, "body": ""}
 
-    forwarder = Forwarder(remote, "http://127.0.0.1:9/x", tmp_path / "s.json", 0,
-                          include_rejected=True, send=send, echo=lambda line: None)
-    assert forwarder.run(once=True).forwarded == 1
-    assert seen == [[("Content-Type", "application/json"), ("X-Id", "7")]]
+    forwarder = Forwarder(FakeRemote(records), "http://127.0.0.1:9/x", tmp_path / "s.json", 0,
+                          send=send, echo=lambda line: None, **options)
+    assert forwarder.run(once=True).forwarded == len(records)
+    return seen
+
+
+def test_forward_include_rejected_and_headers_as_redeliver(tmp_path: Path) -> None:
+    assert headers_sent(tmp_path, [record(7, 400)], include_rejected=True) == [
+        [("Content-Type", "application/json"), ("X-Id", "7")]]
 
 
 def test_forward_state_file_round_trip_default_path_and_corruption(tmp_path: Path) -> None:
@@ -672,3 +819,21 @@ def test_forward_stopper_defers_a_signal_until_the_delivery_is_recorded() -> Non
     twice.handle(signal.SIGINT, None)
     with pytest.raises(KeyboardInterrupt):
         twice.handle(signal.SIGINT, None)  # a second signal: at once
+
+
+def test_forwardable_headers_keep_one_host_only_when_asked() -> None:
+    from receiver.redeliver import forwardable_headers
+
+    received = [["Host", "hooks.example.com"], ["Connection", "keep-alive, X-Hop"],
+                ["X-Hop", "1"], ["Digest", "sha-256=x"], ["host", "second.example.com"]]
+    assert forwardable_headers(received) == [("Digest", "sha-256=x")]
+    assert forwardable_headers(received, preserve_host=True) == [
+        ("Host", "hooks.example.com"), ("Digest", "sha-256=x")]
+
+
+def test_forwarder_preserve_host_passes_the_host_to_send(tmp_path: Path) -> None:
+    received = {**record(3), "headers": [["Host", "hooks.example.com"],
+                                         ["Content-Type", "application/json"]]}
+    assert headers_sent(tmp_path, [received], preserve_host=True) == [
+        [("Host", "hooks.example.com"), ("Content-Type", "application/json")]]
+    assert headers_sent(tmp_path, [received]) == [[("Content-Type", "application/json")]]

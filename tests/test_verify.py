@@ -553,7 +553,8 @@ def test_standard_stale_and_future_timestamp(offset, reason):
 
 
 @pytest.mark.parametrize("name,value,status,reason", [
-    ("webhook-signature", None, "unsigned", "missing webhook-signature header"),
+    ("webhook-signature", None, "unsigned",
+     "missing webhook-signature (or svix-signature) header"),
     ("webhook-id", None, "invalid", "missing webhook-id header"),
     ("webhook-timestamp", None, "invalid", "missing webhook-timestamp header"),
     ("webhook-timestamp", "hello", "invalid", "webhook-timestamp is not a unix timestamp"),

@@ -739,6 +739,20 @@ def test_api_redeliver_sends_exact_bytes_and_headers(client: Any, store: Any,
     assert length == [str(len(item.body))]
 
 
+def test_api_redeliver_preserve_host_sends_the_original_host_once(client: Any,
+                                                                   target: Target) -> None:
+    answer = post_sample(client, "keygen", "license.created", Host="hooks.example.com")
+    url = f"/api/deliveries/{answer['delivery_id']}/redeliver"
+    assert client.post(url, json={"url": target.url, "preserve_host": True}).status_code == 200
+    assert client.post(url, json={"url": target.url}).status_code == 200
+    hosts = [[value for name, value in request["headers"] if name.lower() == "host"]
+             for request in target.requests]
+    assert hosts == [["hooks.example.com"], [f"127.0.0.1:{target.port}"]]
+    refused = client.post(url, json={"url": target.url, "preserve_host": 1})
+    assert refused.status_code == 400
+    assert refused.get_json()["error"] == "preserve_host must be true or false"
+
+
 def test_api_redeliver_reports_the_target_status(client: Any, target: Target) -> None:
     target.status = 500
     answer = post_sample(client, "keygen", "license.created")

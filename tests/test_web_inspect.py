@@ -887,6 +887,22 @@ def test_inspect_redeliver_sends_and_shows_the_answer(client: Any, target: Targe
     assert "answered 202" not in text_of(get_page(client, f"/deliveries/{answer['delivery_id']}"))
 
 
+def test_inspect_redeliver_keeps_the_original_host_when_ticked(client: Any,
+                                                                target: Target) -> None:
+    answer = post_sample(client, "keygen", "license.created", Host="hooks.example.com")
+    page = get_page(client, f"/deliveries/{answer['delivery_id']}")
+    assert "Keep the original Host (hooks.example.com)" in text_of(page)
+    assert 'name="preserve_host" value="1">' in page  # not ticked by default
+    client.post(f"/deliveries/{answer['delivery_id']}/redeliver",
+                data={"csrf_token": csrf_of(page), "url": target.url + "/hooks/keygen",
+                      "preserve_host": "1"})
+    redeliver(client, answer["delivery_id"], target.url + "/hooks/keygen")
+    hosts = [[value for name, value in request["headers"] if name.lower() == "host"]
+             for request in target.requests]
+    assert hosts == [["hooks.example.com"], [f"127.0.0.1:{target.port}"]]
+    assert target.requests[0]["body"] == sample("keygen", "license.created").body
+
+
 def test_inspect_redeliver_reports_an_unreachable_target(client: Any) -> None:
     answer = post_sample(client, "generic", "order.paid")
     redeliver(client, answer["delivery_id"], "http://127.0.0.1:9/")
@@ -1020,11 +1036,12 @@ def test_inspect_login_form_signs_in_and_returns(locked: Any) -> None:
     assert locked.get("/api/events").status_code == 200  # the session works for the API too
 
 
-def test_inspect_login_with_token_in_the_url(locked: Any) -> None:
+def test_inspect_login_refuses_the_token_in_the_url(locked: Any) -> None:
+    """A token in a URL stays in browser history and proxy logs: it is not taken."""
     response = locked.get(f"/login?token={TOKEN}&next=/deliveries")
-    assert response.status_code == 303 and response.headers["Location"] == "/deliveries"
-    assert "Deliveries" in text_of(get_page(locked, "/deliveries"))
-    assert locked.get("/login?token=wrong").status_code == 401
+    assert response.status_code == 400
+    assert "The token is not taken from a URL" in text_of(response.get_data(as_text=True))
+    assert locked.get("/deliveries").status_code == 303  # still signed out
 
 
 def test_inspect_session_cookie_holds_no_token(locked: Any) -> None:

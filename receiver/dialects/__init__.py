@@ -36,7 +36,7 @@ def detect_by_headers(delivery: Delivery) -> str | None:
 
 def detect(delivery: Delivery, document: Any, fallback: str = generic.SOURCE) -> str:
     """The source of a parsed body; ``fallback`` for test pings, ``generic`` for unknown JSON."""
-    if ping.is_ping(delivery.body, document, parsed=True):
+    if ping.is_ping(delivery.content, document, parsed=True):
         return fallback
     for module in DETECTION_ORDER:
         if module.matches(delivery, document):
@@ -46,7 +46,7 @@ def detect(delivery: Delivery, document: Any, fallback: str = generic.SOURCE) ->
 
 def normalize(source: str, delivery: Delivery, document: Any, parsed: bool) -> NormalizedEvent:
     """Turn a body already known to be ``source`` into the event record."""
-    if ping.is_ping(delivery.body, document, parsed):
+    if ping.is_ping(delivery.content, document, parsed):
         return ping.ping_event(source)
     if not isinstance(document, dict):
         raise BadRequest(f"body must be a JSON object, got {_json_kind(document)}")

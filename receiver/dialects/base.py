@@ -34,8 +34,9 @@ def parse_json(body: bytes) -> Any:
 
 
 def body_hash_id(delivery: Delivery) -> str:
-    """Idempotency key for senders that give none: the hash of the exact bytes."""
-    return "sha256:" + hashlib.sha256(delivery.body).hexdigest()
+    """Idempotency key for senders that give none: the hash of the exact bytes (decoded, so
+    the same event sent compressed and plain is one event)."""
+    return "sha256:" + hashlib.sha256(delivery.content).hexdigest()
 
 
 def as_text(value: Any) -> str | None:

@@ -154,6 +154,14 @@ class Store(abc.ABC):
         """The key that signs sessions and CSRF tokens, made once and shared by every process
         that opens this database (the first one wins the race)."""
 
+    @abc.abstractmethod
+    def use_login_nonce(self, nonce: str) -> bool:
+        """Mark the one-time sign-in link carrying ``nonce`` as used: True the first time,
+        False every time after, whichever process or node asks (the mark is a row in table
+        ``login_links``, primary key ``nonce``: insert it unless present, and answer whether
+        this call inserted it, in one statement). The caller has checked the link's signature
+        and age; ``nonce`` is random and not a secret."""
+
     # -- ingest ---------------------------------------------------------------------------
 
     @abc.abstractmethod

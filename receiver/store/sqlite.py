@@ -24,7 +24,7 @@ from typing import Any
 import sqlite_utils
 
 from ..errors import NotFound, StorageUnavailable
-from ..events import Delivery, Event, NormalizedEvent
+from ..events import Delivery, Event, NormalizedEvent, utc_now_iso
 from .base import (
     DELIVERY_FIELDS,
     EVENT_FIELDS,
@@ -121,6 +121,19 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             indexed_upto INTEGER NOT NULL
         );
         INSERT INTO search_state (id, indexed_upto) VALUES (1, 0);
+        """
+    )
+
+
+@migrations()
+def m002_login_links(db: sqlite_utils.Database) -> None:
+    """Used one-time sign-in links (``Store.use_login_nonce``)."""
+    db.executescript(
+        """
+        CREATE TABLE login_links (
+            nonce TEXT PRIMARY KEY,
+            used_at TEXT NOT NULL
+        );
         """
     )
 
@@ -668,6 +681,13 @@ class SQLiteStore(Store):
                 " ORDER BY id", ids,
             ).fetchall()
         return [run_from_row(row) for row in rows]
+
+    def use_login_nonce(self, nonce: str) -> bool:
+        with self.write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO login_links (nonce, used_at) VALUES (?, ?)"
+                " ON CONFLICT (nonce) DO NOTHING", (nonce, utc_now_iso()))
+            return cursor.rowcount == 1
 
     def secret_key(self) -> str:
         """The key kept beside the database, made once (first process wins the race)."""

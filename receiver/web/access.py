@@ -5,12 +5,20 @@ Without a token everything is open. With one, a browser asking for a page is sen
 ``/login`` (and back afterwards); JSON clients get a 401. The session cookie (signed with
 ``SECRET_KEY``, ``HttpOnly``, ``SameSite=Lax``) holds an HMAC of the token, never the token,
 so changing the token signs every browser out.
+
+The token never travels in a URL (browser history, proxy logs). What ``receiver serve`` and
+``receiver login-link`` print instead is a one-time link, ``/login/<code>``: the code is a
+random nonce signed with ``SECRET_KEY`` (itsdangerous, with its time), good for
+``LOGIN_LINK_MINUTES`` and for one sign-in. Opening it shows a button; the POST behind it
+marks the nonce used in the database (``Store.use_login_nonce``), so it works once across
+every worker and node, and a link preview or prefetch (a GET) cannot use it up.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from urllib.parse import urlsplit
 
 from flask import (
@@ -25,6 +33,7 @@ from flask import (
     url_for,
 )
 from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
 from ..errors import ReceiverError
@@ -32,6 +41,8 @@ from .csrf import check_csrf
 
 OPEN_PREFIXES = ("/hooks", "/-/health", "/login", "/logout", "/static/")
 SESSION_KEY = "inspector"
+LOGIN_LINK_SALT = "receiver.login-link"
+LOGIN_LINK_MINUTES = 15
 
 bp = Blueprint("access", __name__)
 
@@ -108,6 +119,39 @@ def safe_next(value: str | None) -> str:
     return value
 
 
+def _link_serializer(secret_key: str | bytes) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt=LOGIN_LINK_SALT)
+
+
+def make_login_code(secret_key: str | bytes) -> str:
+    """The code of a fresh one-time sign-in link (``/login/<code>``): a random nonce, signed
+    with its time. It holds nothing secret; the signature is what makes it a key."""
+    return _link_serializer(secret_key).dumps({"n": secrets.token_urlsafe(16)})
+
+
+class LinkRefused(ReceiverError):
+    """A sign-in link that is not ours, too old or used."""
+
+    status = 401
+
+
+def read_login_code(secret_key: str | bytes, code: str) -> str:
+    """The nonce of a sign-in link still in its time; ``LinkRefused`` with the reason."""
+    try:
+        value = _link_serializer(secret_key).loads(code, max_age=LOGIN_LINK_MINUTES * 60)
+    except SignatureExpired:
+        raise LinkRefused(f"This sign-in link has expired (links last {LOGIN_LINK_MINUTES} "
+                          "minutes). Sign in with the inspector token, or make a new link "
+                          "with receiver login-link.") from None
+    except BadData:
+        raise LinkRefused("This is not a sign-in link of this receiver (it was changed, or "
+                          "made with another SECRET_KEY).") from None
+    nonce = value.get("n") if isinstance(value, dict) else None
+    if not isinstance(nonce, str) or not nonce:
+        raise LinkRefused("This is not a sign-in link of this receiver.")
+    return nonce
+
+
 def _wanted_path() -> str:
     return request.full_path.rstrip("?") if request.query_string else request.path
 
@@ -137,7 +181,11 @@ def login() -> Response | tuple[str, int] | str:
         check_csrf()
         candidate = request.form.get("token", "")
     elif "token" in request.args:
-        candidate = request.args["token"]
+        return render_template(
+            "login.html", next_url=next_url,
+            error="The token is not taken from a URL (it would stay in browser history and "
+                  "proxy logs): enter it here, or open the one-time link that receiver serve "
+                  "or receiver login-link printed."), 400
     if candidate is not None:
         if token_matches(candidate.strip()):
             sign_in()
@@ -147,6 +195,28 @@ def login() -> Response | tuple[str, int] | str:
     if signed_in_with_session():
         return redirect(next_url, 303)
     return render_template("login.html", next_url=next_url)
+
+
+@bp.route("/login/<code>", methods=["GET", "POST"])
+def login_link(code: str) -> Response | tuple[str, int] | str:
+    """A one-time sign-in link: GET shows a button, its POST signs in and uses the link up."""
+    if not configured_token():
+        return redirect(url_for("access.login"), 303)
+    try:
+        nonce = read_login_code(current_app.secret_key or "", code)
+    except LinkRefused as error:
+        return render_template("login.html", next_url="/", error=error.message), error.status
+    if request.method == "GET":
+        return render_template("login.html", next_url="/", link_code=code,
+                               minutes=LOGIN_LINK_MINUTES)
+    check_csrf()
+    if not current_app.extensions["receiver.store"].use_login_nonce(nonce):
+        return render_template(
+            "login.html", next_url="/",
+            error="This sign-in link was used already; each link signs in once. Sign in with "
+                  "the inspector token, or make a new link with receiver login-link."), 401
+    sign_in()
+    return redirect("/", 303)
 
 
 @bp.route("/logout", methods=["GET", "POST"])

@@ -178,8 +178,12 @@ def redeliver_delivery(delivery_id: int) -> Response:
     url = options.get("url") if isinstance(options, dict) else None
     if not isinstance(url, str) or not url:
         raise BadRequest('redeliver needs {"url": "http://..."}')
+    preserve_host = options.get("preserve_host", False)
+    if not isinstance(preserve_host, bool):
+        raise BadRequest("preserve_host must be true or false")
     record = get_store().get_delivery(delivery_id, with_body=True)
-    result = redeliver.redeliver(record, url, allow=current_app.config["REDELIVER_ALLOW"])
+    result = redeliver.redeliver(record, url, allow=current_app.config["REDELIVER_ALLOW"],
+                                 preserve_host=preserve_host)
     return jsonify(result)
 
 

@@ -22,6 +22,7 @@ from werkzeug.wsgi import get_input_stream
 
 from .. import pipeline
 from ..config import Endpoint, ad_hoc_endpoint
+from ..content_coding import ACCEPTED, decode_body
 from ..errors import NotFound, PayloadTooLarge, ReceiverError
 from ..events import Delivery
 
@@ -111,19 +112,26 @@ def receive_environ(app: Flask, environ: dict[str, Any], name: str) -> tuple[int
         remote_addr=environ.get("REMOTE_ADDR"),
     )
     endpoint = endpoint_for(app, name)
+    refusal: ReceiverError | None = None
+    if not fits:
+        declared = declared_length(environ)
+        said = f"{declared} bytes" if declared is not None else f"more than {max_body} bytes"
+        refusal = PayloadTooLarge(f"body is {said}; this receiver accepts at most {max_body} "
+                                  "bytes (RECEIVER_MAX_BODY)")
+    elif endpoint is None:
+        refusal = NotFound(f"no endpoint named {name!r} is configured "
+                           "(RECEIVER_STRICT_ENDPOINTS is on)")
+    else:
+        try:  # the size limit holds for the decoded bytes too (a small "zip bomb": 413)
+            delivery.decoded = decode_body(body, delivery.header("Content-Encoding"), max_body)
+        except ReceiverError as error:
+            refusal = error
     try:
-        if not fits:
-            declared = declared_length(environ)
-            said = f"{declared} bytes" if declared is not None else f"more than {max_body} bytes"
-            error: ReceiverError = PayloadTooLarge(
-                f"body is {said}; this receiver accepts at most {max_body} bytes "
-                "(RECEIVER_MAX_BODY)")
-            outcome = pipeline.reject(delivery, store, error, keep_body=False)
-        elif endpoint is None:
-            error = NotFound(f"no endpoint named {name!r} is configured "
-                             "(RECEIVER_STRICT_ENDPOINTS is on)")
-            outcome = pipeline.reject(delivery, store, error)
+        if refusal is not None:
+            # Kept: the received bytes when they fit (a bomb's few kilobytes, an unknown coding).
+            outcome = pipeline.reject(delivery, store, refusal, keep_body=fits)
         else:
+            assert endpoint is not None
             outcome = pipeline.receive(delivery, endpoint, store, settings=app.config,
                                        dispatcher_id=dispatcher.owner)
     except ReceiverError as error:  # the database could not take the write: 503
@@ -139,6 +147,8 @@ def response_headers(status: int, body: bytes) -> list[tuple[str, str]]:
         headers.append(("Retry-After", "5"))
     if status == 413:
         headers.append(("Connection", "close"))
+    if status == 415:
+        headers.append(("Accept-Encoding", ACCEPTED))
     return headers
 
 
@@ -166,7 +176,7 @@ class IngestMiddleware:
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            413: "Payload Too Large", 500: "Internal Server Error",
+            413: "Payload Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error",
             503: "Service Unavailable"}
 
 

@@ -36,6 +36,7 @@ from werkzeug.wrappers import Response
 
 from .. import dispatch, mask, redeliver, signals
 from ..config import SOURCES
+from ..content_coding import decode_body
 from ..errors import BadRequest, NotFound, ReceiverError
 from ..events import Event
 from ..store import DeliveryFilters
@@ -61,6 +62,7 @@ BODY_PREVIEW_CHARS = 256 * 1024  # a page shows this much of a body; /raw has al
 DELIVERIES_IN_FULL = 20          # deliveries of one event shown with headers and body
 RESULT_KEY = "inspector.result"
 REDELIVER_URL_KEY = "inspector.redeliver_url"
+REDELIVER_HOST_KEY = "inspector.redeliver_preserve_host"
 RESULT_PREVIEW_CHARS = 1000      # of a redeliver target's answer, kept in the session cookie
 JSON_TREE_DEPTH = 12             # deeper values are shown as indented text
 JSON_TREE_ITEMS = 200            # items shown per object or array
@@ -227,13 +229,23 @@ def api_url(endpoint: str, names: tuple[str, ...], limit: int) -> str:
 
 def body_view(record: Mapping[str, Any], *, revealed: bool,
               secrets: list[str]) -> dict[str, Any]:
-    """The body as a page shows it: masked text (or a note that it is binary or missing)."""
+    """The body as a page shows it: masked text (or a note that it is binary or missing). A
+    body sent compressed is shown decoded (``decoded_from`` names the coding)."""
     body: bytes | None = record.get("body")
     view: dict[str, Any] = {"size": record.get("body_size") or 0, "text": None,
-                            "binary": False, "missing": body is None, "truncated": False}
+                            "binary": False, "missing": body is None, "truncated": False,
+                            "decoded_from": None}
     if body is None:
         return view
     view["size"] = len(body)
+    coding = next((value for name, value in record.get("headers") or []
+                   if str(name).lower() == "content-encoding"), None)
+    try:
+        decoded = decode_body(body, coding, current_app.config["MAX_BODY"])
+    except ReceiverError:  # refused at ingest for the same reason: show it as it came
+        decoded = None
+    if decoded is not None:
+        body, view["decoded_from"] = decoded, coding
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -433,11 +445,16 @@ def render_delivery(delivery_id: int, *, redeliver_error: str | None = None,
     view = delivery_view(record, revealed=revealed, secrets=event_secrets(record["event_id"]))
     url = (request.form.get("url") if redeliver_error else None) or session.get(
         REDELIVER_URL_KEY) or ""
+    preserve_host = (bool(request.form.get("preserve_host")) if redeliver_error
+                     else bool(session.get(REDELIVER_HOST_KEY)))
+    original_host = next((value for name, value in record["headers"]
+                          if str(name).lower() == "host"), None)
     return render_template(
         "delivery.html", tab="rejected" if record["status_code"] >= 400 else "deliveries",
         delivery=view, event=store.get_event(record["event_id"]) if record["event_id"] else None,
         redeliver_result=take_result("redeliver", delivery_id), redeliver_error=redeliver_error,
         redeliver_url=url, allowed_hosts=current_app.config["REDELIVER_ALLOW"],
+        redeliver_preserve_host=preserve_host, original_host=original_host,
     ), status
 
 
@@ -453,12 +470,15 @@ def redeliver_form(delivery_id: int) -> Response | tuple[str, int]:
     if not url:
         return render_delivery(delivery_id, status=400,
                                redeliver_error="Enter the URL to send this delivery to.")
+    preserve_host = bool(request.form.get("preserve_host"))
     try:
-        result = redeliver.redeliver(record, url, allow=current_app.config["REDELIVER_ALLOW"])
+        result = redeliver.redeliver(record, url, allow=current_app.config["REDELIVER_ALLOW"],
+                                     preserve_host=preserve_host)
     except ReceiverError as error:
         return render_delivery(delivery_id, status=error.status, redeliver_error=error.message)
     body = result.get("body") or ""
     session[REDELIVER_URL_KEY] = url
+    session[REDELIVER_HOST_KEY] = preserve_host
     session[RESULT_KEY] = {
         "kind": "redeliver", "id": delivery_id, "url": url, "status": result.get("status"),
         "error": result.get("error"), "duration_ms": result.get("duration_ms"),
