@@ -289,25 +289,25 @@ def live_profile(work: Path, config: Path, dialect: str, seconds: float,
         return lambda frames: any(n in frame for frame in frames for n in needles)
 
     in_app = has("__call__ (receiver/web/ingest.py")
-    maintenance = has(("catch_up_search (", "checkpoint (receiver/store.py", "dispatch.py"))
+    maintenance = has(("catch_up_search (", "checkpoint (receiver/store/", "dispatch.py"))
     stage_rows = [["gunicorn + Python outside the app (HTTP parse, socket I/O, "
                    "accept)", share(lambda f: not in_app(f) and not maintenance(f))]]
     stage_rows.append(["IngestMiddleware (the delivery, inclusive)", share(in_app)])
     for label, needle in [
         ("  read_body + environ_headers + Delivery()", ("read_body (", "environ_headers (",
                                                         "utc_now_iso (")),
-        ("  verify", "verify (receiver/verify.py"),
+        ("  verify", "verify (receiver/verify/__init__.py"),
         ("  parse_json", "parse_json ("),
         ("  normalize", "normalize (receiver/dialects/__init__.py"),
         ("  handlers_for", "handlers_for ("),
         ("  save_event", "save_event ("),
-        ("    writer queue (thread lock + flock)", "__enter__ (receiver/store.py"),
-        ("    COMMIT / BEGIN (_transaction)", "_transaction (receiver/store.py"),
+        ("    writer queue (thread lock + flock)", "__enter__ (receiver/store/"),
+        ("    COMMIT / BEGIN (_transaction)", "_transaction (receiver/store/"),
         ("  json.dumps (answer, data, headers)", "dumps (")]:
         stage_rows.append([label, share(has(needle))])
     stage_rows += [["maintenance: catch_up_search (FTS indexing)",
                     share(has("catch_up_search ("))],
-                   ["maintenance: WAL checkpoint", share(has("checkpoint (receiver/store.py"))],
+                   ["maintenance: WAL checkpoint", share(has("checkpoint (receiver/store/"))],
                    ["dispatcher", share(has("dispatch.py"))]]
     leaf: Counter[str] = Counter()
     for stack, count in stacks.items():
