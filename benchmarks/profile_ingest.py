@@ -17,6 +17,7 @@ import io
 import json
 import os
 import pstats
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     RESULTS_DIR,
+    ROOT,
     GunicornSettings,
     Server,
     free_port,
@@ -199,6 +201,15 @@ def index_costs(work: Path, config: Path, raws: list[bytes]) -> dict[str, float]
     return out
 
 
+def short_paths(text: str) -> str:
+    """File names as the reader's checkout would show them: the receiver relative to the
+    repository, installed packages by package, the standard library under ``<py>``."""
+    text = re.sub(r"[^\s(]*/site-packages/", "", text)
+    for prefix in sorted({sys.prefix, sys.base_prefix}, key=len, reverse=True):
+        text = text.replace(prefix + "/", "<py>/")
+    return text.replace(str(ROOT) + "/", "")
+
+
 def cprofile(app: Any, raws: list[bytes], path: Path, top: int = 25) -> list[list[str]]:
     environs = [environ_of(raw) for raw in raws]
     profiler = cProfile.Profile()
@@ -210,14 +221,12 @@ def cprofile(app: Any, raws: list[bytes], path: Path, top: int = 25) -> list[lis
     stats = pstats.Stats(profiler, stream=stream)
     stats.sort_stats("tottime").print_stats(top)
     stats.sort_stats("cumulative").print_stats(40)
-    path.write_text(stream.getvalue())
+    path.write_text(short_paths(stream.getvalue()))
     rows = []
     entries = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
     total = sum(value[2] for value in stats.stats.values())  # type: ignore[attr-defined]
     for (filename, line, function), (_cc, calls, tottime, cumtime, _callers) in entries[:top]:
-        short = filename.replace(str(Path(sys.prefix)), "<py>")
-        short = short.split("site-packages/")[-1].split("/work/main/")[-1]
-        short = short.split("/tmp/bench-snap/")[-1]
+        short = short_paths(filename)
         rows.append([f"{function} ({short}:{line})", f"{calls / len(environs):.1f}",
                      f"{tottime / len(environs) * 1e6:.1f}",
                      f"{cumtime / len(environs) * 1e6:.1f}", f"{tottime / total * 100:.1f}"])
@@ -359,8 +368,9 @@ def main(argv: list[str] | None = None) -> int:
             stage_table[dialect] = stages(app, dialect, raws[:args.requests])
             app.extensions["receiver.store"].close()
             app = make_app(work, config, f"whole-{dialect}")
-            whole(app, raws[args.requests:args.requests + 200])  # warm
-            whole_us[dialect] = whole(app, raws[args.requests + 200:2 * args.requests])
+            warm = args.requests + min(200, args.requests // 2)
+            whole(app, raws[args.requests:warm])
+            whole_us[dialect] = whole(app, raws[warm:2 * args.requests])
             rows = cprofile(app, raws[2 * args.requests:], RESULTS_DIR /
                             f"profile-{dialect}.txt")
             app.extensions["receiver.store"].close()
