@@ -6,9 +6,6 @@ nothing (what the web stack alone costs). Set to a file: the same app does one p
 transaction, with the receiver's durability (WAL, ``synchronous=NORMAL``) and a 5 s busy
 timeout; no other work.
 
-``BENCH_BARE_JSON=1``: answer 200 with a JSON body the size of the receiver's answer instead
-of 204 (a reference for what sending a response body costs under gunicorn).
-
 Run by gunicorn: ``gunicorn --pythonpath benchmarks bare_app:app``.
 """
 
@@ -23,10 +20,6 @@ import threading
 from flask import Flask, Response, request
 
 DB = os.environ.get("BENCH_BARE_DB") or None
-JSON_BODY = os.environ.get("BENCH_BARE_JSON") == "1"
-ANSWER = (b'{"ok": true, "delivery_id": 123456, "event_id": 123456, "source": "fno", '
-          b'"event_type": "entitlement.updated", "duplicate": false, '
-          b'"signature_status": "valid"}')
 
 app = Flask(__name__)
 _local = threading.local()
@@ -64,6 +57,4 @@ def hook(name: str) -> Response:
             (dt.datetime.now(dt.UTC).isoformat(), request.path,
              json.dumps(list(request.headers.items())), body))
         conn.commit()
-    if JSON_BODY:
-        return Response(ANSWER, status=200, content_type="application/json")
     return Response(status=204)

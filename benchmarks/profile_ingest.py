@@ -17,6 +17,7 @@ import io
 import json
 import os
 import pstats
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     RESULTS_DIR,
+    ROOT,
     GunicornSettings,
     Server,
     free_port,
@@ -199,6 +201,15 @@ def index_costs(work: Path, config: Path, raws: list[bytes]) -> dict[str, float]
     return out
 
 
+def short_paths(text: str) -> str:
+    """File names as the reader's checkout would show them: the receiver relative to the
+    repository, installed packages by package, the standard library under ``<py>``."""
+    text = re.sub(r"[^\s(]*/site-packages/", "", text)
+    for prefix in sorted({sys.prefix, sys.base_prefix}, key=len, reverse=True):
+        text = text.replace(prefix + "/", "<py>/")
+    return text.replace(str(ROOT) + "/", "")
+
+
 def cprofile(app: Any, raws: list[bytes], path: Path, top: int = 25) -> list[list[str]]:
     environs = [environ_of(raw) for raw in raws]
     profiler = cProfile.Profile()
@@ -210,14 +221,12 @@ def cprofile(app: Any, raws: list[bytes], path: Path, top: int = 25) -> list[lis
     stats = pstats.Stats(profiler, stream=stream)
     stats.sort_stats("tottime").print_stats(top)
     stats.sort_stats("cumulative").print_stats(40)
-    path.write_text(stream.getvalue())
+    path.write_text(short_paths(stream.getvalue()))
     rows = []
     entries = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
     total = sum(value[2] for value in stats.stats.values())  # type: ignore[attr-defined]
     for (filename, line, function), (_cc, calls, tottime, cumtime, _callers) in entries[:top]:
-        short = filename.replace(str(Path(sys.prefix)), "<py>")
-        short = short.split("site-packages/")[-1].split("/work/main/")[-1]
-        short = short.split("/tmp/bench-snap/")[-1]
+        short = short_paths(filename)
         rows.append([f"{function} ({short}:{line})", f"{calls / len(environs):.1f}",
                      f"{tottime / len(environs) * 1e6:.1f}",
                      f"{cumtime / len(environs) * 1e6:.1f}", f"{tottime / total * 100:.1f}"])
@@ -289,25 +298,25 @@ def live_profile(work: Path, config: Path, dialect: str, seconds: float,
         return lambda frames: any(n in frame for frame in frames for n in needles)
 
     in_app = has("__call__ (receiver/web/ingest.py")
-    maintenance = has(("catch_up_search (", "checkpoint (receiver/store.py", "dispatch.py"))
+    maintenance = has(("catch_up_search (", "checkpoint (receiver/store/", "dispatch.py"))
     stage_rows = [["gunicorn + Python outside the app (HTTP parse, socket I/O, "
                    "accept)", share(lambda f: not in_app(f) and not maintenance(f))]]
     stage_rows.append(["IngestMiddleware (the delivery, inclusive)", share(in_app)])
     for label, needle in [
         ("  read_body + environ_headers + Delivery()", ("read_body (", "environ_headers (",
                                                         "utc_now_iso (")),
-        ("  verify", "verify (receiver/verify.py"),
+        ("  verify", "verify (receiver/verify/__init__.py"),
         ("  parse_json", "parse_json ("),
         ("  normalize", "normalize (receiver/dialects/__init__.py"),
         ("  handlers_for", "handlers_for ("),
         ("  save_event", "save_event ("),
-        ("    writer queue (thread lock + flock)", "__enter__ (receiver/store.py"),
-        ("    COMMIT / BEGIN (_transaction)", "_transaction (receiver/store.py"),
+        ("    writer queue (thread lock + flock)", "__enter__ (receiver/store/"),
+        ("    COMMIT / BEGIN (_transaction)", "_transaction (receiver/store/"),
         ("  json.dumps (answer, data, headers)", "dumps (")]:
         stage_rows.append([label, share(has(needle))])
     stage_rows += [["maintenance: catch_up_search (FTS indexing)",
                     share(has("catch_up_search ("))],
-                   ["maintenance: WAL checkpoint", share(has("checkpoint (receiver/store.py"))],
+                   ["maintenance: WAL checkpoint", share(has("checkpoint (receiver/store/"))],
                    ["dispatcher", share(has("dispatch.py"))]]
     leaf: Counter[str] = Counter()
     for stack, count in stacks.items():
@@ -359,8 +368,9 @@ def main(argv: list[str] | None = None) -> int:
             stage_table[dialect] = stages(app, dialect, raws[:args.requests])
             app.extensions["receiver.store"].close()
             app = make_app(work, config, f"whole-{dialect}")
-            whole(app, raws[args.requests:args.requests + 200])  # warm
-            whole_us[dialect] = whole(app, raws[args.requests + 200:2 * args.requests])
+            warm = args.requests + min(200, args.requests // 2)
+            whole(app, raws[args.requests:warm])
+            whole_us[dialect] = whole(app, raws[warm:2 * args.requests])
             rows = cprofile(app, raws[2 * args.requests:], RESULTS_DIR /
                             f"profile-{dialect}.txt")
             app.extensions["receiver.store"].close()

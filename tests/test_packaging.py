@@ -45,6 +45,14 @@ def test_wheel_ships_every_resource_file(wheel: Path) -> None:
     assert sorted(set(wanted) - names) == []
 
 
+def test_wheel_ships_every_module(wheel: Path) -> None:
+    """A subpackage missing from pyproject's ``packages`` list is left out of the wheel."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = [path.relative_to(ROOT).as_posix() for path in (ROOT / "receiver").rglob("*.py")]
+    assert "receiver/verify/keygen.py" in modules
+    assert sorted(set(modules) - names) == []
+
+
 def test_wheel_declares_the_command_and_the_builtin_handler(wheel: Path) -> None:
     archive = zipfile.ZipFile(wheel)
     (entry_points,) = [name for name in archive.namelist()

@@ -39,6 +39,7 @@ from receiver.verify import (
     verify_standard,
     verify_zentitle,
 )
+from receiver.verify import user as user_verifiers
 
 NOW = 1_760_000_000.0
 URL = "https://hooks.example.com/hooks/keygen?account=acme"
@@ -801,7 +802,7 @@ def test_verifier_entry_point(plugin_module, monkeypatch):
         seen.append(group)
         return points if group == "receiver.verifiers" else []
 
-    monkeypatch.setattr(verify_module, "entry_points", fake_entry_points)
+    monkeypatch.setattr(user_verifiers, "entry_points", fake_entry_points)
     ep = endpoint(source="licensespring")
     check_endpoint(ep)
     assert verify("licensespring", delivery(headers=[("X-LS-Signature", "ok")]), ep).ok

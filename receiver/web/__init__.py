@@ -41,7 +41,7 @@ def init_app(app: Flask) -> None:
     if proxies:
         # Outermost, so ingest (FNO allow_ips, the stored remote_addr) sees the sender's
         # address. The Host header is left as received: it is part of the stored request,
-        # and a Keygen endpoint names its public URL in `url` (verify.py).
+        # and a Keygen endpoint names its public URL in `url` (verify/keygen.py).
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies,  # type: ignore[method-assign]
                                 x_proto=proxies, x_host=0, x_port=0, x_prefix=0)
 
