@@ -82,24 +82,24 @@ def mask_json_text(text: str) -> str:
     if "\\" in text or not text.isascii():
         return json.dumps(mask_data(json.loads(text)))
     lowered = text.lower()
-    replacements: dict[int, tuple[int, str]] = {}
+    replacements: list[tuple[int, int, str]] = []
     for word in _SECRET_WORDS:
         found = lowered.find(word)
         while found != -1:
             opening = text.rfind('"', 0, found)  # the string the word is in (no letters
             closing = text.find('"', found)      # outside strings but true/false/null)
-            colon = _skip_space(text, closing + 1)
+            colon = closing + 1 if text[closing + 1:closing + 2] == ":" else _skip_space(
+                text, closing + 1)
             if text[colon:colon + 1] == ":" and is_secret_field(text[opening + 1:closing]):
-                start = _skip_space(text, colon + 1)
-                masked = _masked_scalar(text, start)
-                if masked is not None:
-                    replacements[start] = masked
+                masked = _masked_scalar(text, _skip_space(text, colon + 1))
+                if masked is not None and masked not in replacements:
+                    replacements.append(masked)
             found = lowered.find(word, closing + 1)
     if not replacements:
         return text
+    replacements.sort()
     parts, done = [], 0
-    for start in sorted(replacements):
-        end, value = replacements[start]
+    for start, end, value in replacements:
         parts += [text[done:start], value]
         done = end
     parts.append(text[done:])
@@ -112,24 +112,24 @@ def _skip_space(text: str, index: int) -> int:
     return index
 
 
-def _masked_scalar(text: str, start: int) -> tuple[int, str] | None:
-    """(end, masked JSON) of the value at ``start``; None for an object or list (their own
-    keys are masked one by one) and for values masking keeps (true, false, null, "")."""
-    if text[start] in "{[":
-        return None
-    if text[start] == '"':
+def _masked_scalar(text: str, start: int) -> tuple[int, int, str] | None:
+    """(start, end, masked JSON) of the value at ``start``; None for an object or list (their
+    own keys are masked one by one) and for values masking keeps (true, false, null, "")."""
+    first = text[start]
+    if first == '"':
         end = text.index('"', start + 1) + 1
-        value: Any = text[start + 1:end - 1]
-    else:
-        literal_end = _LITERAL_END.search(text, start)
-        end = literal_end.start() if literal_end else len(text)
-        value = json.loads(text[start:end])
-    masked = mask_value(value)
-    if masked is value:
+        if end - start < 18:  # shorter than 16 characters: nothing of it is kept
+            return (start, end, f'"{MASK}"') if end - start > 2 else None
+        # MASK and the last four characters of an ASCII string that needed no escape (no
+        # quote, backslash or control character): a JSON string as it is.
+        return start, end, f'"{MASK}{text[end - 5:end - 1]}"'
+    if first in "{[":
         return None
-    # A masked value is MASK and at most four characters of an ASCII string that needed no
-    # escape (no quote, backslash or control character): a JSON string as it is.
-    return end, f'"{masked}"'
+    literal_end = _LITERAL_END.search(text, start)
+    end = literal_end.start() if literal_end else len(text)
+    value = json.loads(text[start:end])
+    masked = mask_value(value)
+    return None if masked is value else (start, end, json.dumps(masked, ensure_ascii=False))
 
 
 def is_secret_header(name: str) -> bool:
