@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from click.testing import CliRunner
 
 from receiver import export
@@ -29,7 +28,7 @@ from receiver.store import sqlite as sqlite_backend
 from receiver.store.base import EVENT_FIELDS
 
 from . import bulk
-from .conftest import LICENSE_KEY, RESET_TOKEN, Server, free_port, sample
+from .conftest import LICENSE_KEY, RESET_TOKEN, Server, free_port, sample, wait_serving
 
 POSTED = [("keygen", "user.password-reset"), ("keygen", "license.created"),
           ("licensespring", "license.created"), ("fno", "entitlement.updated"),
@@ -199,18 +198,7 @@ def start_gunicorn(tmp: Path, database: str, *args: str) -> Server:
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
          "--timeout", TIMEOUT, *args, "receiver:create_app()"],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=tmp)
-    server = Server(f"http://127.0.0.1:{port}", process, log, database)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited:\n{server.output()}")
-        try:
-            if requests.get(server.url + "/-/health", timeout=1).ok:
-                return server
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"gunicorn did not answer within 30 s:\n{server.output()}")
+    return wait_serving(Server(f"http://127.0.0.1:{port}", process, log, database), "gunicorn")
 
 
 def worker_pids(server: Server) -> list[int]:
