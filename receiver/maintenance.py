@@ -71,12 +71,14 @@ class Maintenance:
         """Work through the search backlog in short transactions (``Store.index_search``)
         for this tick's budget; returns how many events were indexed.
 
-        Each transaction holds the write lock a few milliseconds, so an ingest waits at most
-        that long; the budget leaves the lock free most of the tick while events arrive.
+        One process does it (``Store.claim_upkeep``). Each transaction holds the write lock a
+        few milliseconds, so an ingest waits at most that long; the budget leaves the lock
+        free most of the tick while events arrive.
         Searches meanwhile see the index plus the newest events, and say how many are not
         searchable yet."""
-        if time.monotonic() < self._search_paused_until:
-            return 0
+        if time.monotonic() < self._search_paused_until or not self.store.claim_upkeep(
+                "search-index"):
+            return 0  # paused, or another process of this receiver does it
         newest = self.store.newest_event_id()
         quiet = newest == self._newest_seen
         self._newest_seen = newest

@@ -131,6 +131,21 @@ def test_maintenance_indexes_the_backlog_a_batch_at_a_time(loaded: SQLiteStore) 
     assert set(limits) == {SEARCH_BATCH}
 
 
+def test_one_process_indexes_and_another_takes_over_when_it_is_gone(loaded: SQLiteStore,
+                                                                    db_path: str) -> None:
+    other = SQLiteStore(db_path)  # as another worker process would open it
+    try:
+        assert Maintenance(loaded, {}).index_search() > 0
+        assert loaded.claim_upkeep("search-index")
+        assert not other.claim_upkeep("search-index")
+        assert Maintenance(other, {}).index_search() == 0
+        loaded.close()  # the indexing process is gone
+        bulk.fill(db_path, 20, first=301, word="otter")
+        assert Maintenance(other, {}).index_search() == 20
+    finally:
+        other.close()
+
+
 def test_indexing_leaves_the_end_of_a_size_cap_to_deliveries(db_path: str) -> None:
     bulk.fill(db_path, 300, word="otter")
     store = SQLiteStore(db_path, max_size=1)  # already past the cap: no room to grow

@@ -272,6 +272,12 @@ class Store(abc.ABC):
     def checkpoint(self) -> None:  # noqa: B027 (optional upkeep; most backends need none)
         """Backend upkeep run often off the request path (SQLite: the WAL)."""
 
+    def claim_upkeep(self, job: str) -> bool:
+        """Whether this process should run the background ``job`` (such as
+        ``"search-index"``): the first process to ask holds it until it exits, so however
+        many workers there are, one does it. The default lets every process run it."""
+        return True
+
     # -- deliveries -----------------------------------------------------------------------
 
     @abc.abstractmethod

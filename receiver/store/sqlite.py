@@ -185,6 +185,7 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self._writer = WriterQueue(os.path.abspath(path) + ".lock")
         self._search = SearchIndex(self)
+        self._upkeep: dict[str, tuple[int, int]] = {}  # job -> (pid, descriptor) held
 
     # -- connections -------------------------------------------------------------------
 
@@ -240,6 +241,10 @@ class SQLiteStore(Store):
                     pass
             self._connections.clear()
         self._local = threading.local()
+        for pid, descriptor in self._upkeep.values():
+            if pid == os.getpid():
+                os.close(descriptor)  # lets another process take the job over
+        self._upkeep.clear()
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -565,6 +570,23 @@ class SQLiteStore(Store):
         """Copy the WAL back into the database off the request path (PASSIVE: never waits
         for readers or writers), so the WAL does not grow under constant writes."""
         self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def claim_upkeep(self, job: str) -> bool:
+        """Hold ``<database>.<job>.lock`` (``flock``, not waiting) for the rest of this
+        process's life; the kernel lets it go when the process dies, and the next process
+        to ask takes it over."""
+        held = self._upkeep.get(job)
+        if held is not None and held[0] == os.getpid():
+            return True
+        descriptor = os.open(f"{os.path.abspath(self.path)}.{job}.lock",
+                             os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another process holds it
+            os.close(descriptor)
+            return False
+        self._upkeep[job] = (os.getpid(), descriptor)
+        return True
 
     # -- deliveries --------------------------------------------------------------------
 
