@@ -25,6 +25,10 @@ SEARCH_BATCH = 500  # events per indexing transaction (~5 ms)
 SEARCH_BUDGET_BUSY = 0.025
 SEARCH_BUDGET_QUIET = 0.075
 SEARCH_PAUSE_SECONDS = 60  # after the database refused an indexing write
+#: While events arrive, a backlog smaller than this waits (a search scans the newest 5,000
+#: unindexed events itself on SQLite): bursts cost ingest no indexing, a steady stream is
+#: indexed in batches.
+SEARCH_DEFER_WHILE_BUSY = 2000
 
 
 def retention_cutoff(days: int, now: dt.datetime | None = None) -> str:
@@ -76,16 +80,17 @@ class Maintenance:
         free most of the tick while events arrive.
         Searches meanwhile see the index plus the newest events, and say how many are not
         searchable yet."""
-        if time.monotonic() < self._search_paused_until or not self.store.claim_upkeep(
-                "search-index"):
-            return 0  # paused, or another process of this receiver does it
         newest = self.store.newest_event_id()
         quiet = newest == self._newest_seen
         self._newest_seen = newest
+        if time.monotonic() < self._search_paused_until or not self.store.claim_upkeep(
+                "search-index"):
+            return 0  # paused, or another process of this receiver does it
         deadline = time.monotonic() + (SEARCH_BUDGET_QUIET if quiet else SEARCH_BUDGET_BUSY)
+        wait_for = 0 if quiet else SEARCH_DEFER_WHILE_BUSY
         done = 0
         try:
-            while indexed := self.store.index_search(SEARCH_BATCH):
+            while indexed := self.store.index_search(SEARCH_BATCH, min_backlog=wait_for):
                 done += indexed
                 if time.monotonic() >= deadline:
                     break

@@ -10,12 +10,17 @@ from typing import Any
 
 import pytest
 
-from receiver.maintenance import SEARCH_BATCH, Maintenance
+from receiver.maintenance import SEARCH_BATCH, SEARCH_DEFER_WHILE_BUSY, Maintenance
 from receiver.store import EventFilters, SQLiteStore, sqlite_search
 
 from . import bulk
 
+RECENT_SCAN = sqlite_search.RECENT_SCAN
 SCAN = 50  # the newest unindexed events a search scans (RECENT_SCAN), small for the tests
+
+
+def test_a_backlog_left_while_events_arrive_is_one_searches_scan() -> None:
+    assert SEARCH_DEFER_WHILE_BUSY < RECENT_SCAN
 
 
 @pytest.fixture(autouse=True)
@@ -115,9 +120,9 @@ def test_maintenance_indexes_the_backlog_a_batch_at_a_time(loaded: SQLiteStore) 
     limits: list[int] = []
     index_search = loaded.index_search
 
-    def recorded(limit: int = SEARCH_BATCH) -> int:
+    def recorded(limit: int = SEARCH_BATCH, *, min_backlog: int = 0) -> int:
         limits.append(limit)
-        return index_search(limit)
+        return index_search(limit, min_backlog=min_backlog)
 
     loaded.index_search = recorded  # type: ignore[method-assign]
     maintenance = Maintenance(loaded, {})
@@ -134,16 +139,36 @@ def test_maintenance_indexes_the_backlog_a_batch_at_a_time(loaded: SQLiteStore) 
 def test_one_process_indexes_and_another_takes_over_when_it_is_gone(loaded: SQLiteStore,
                                                                     db_path: str) -> None:
     other = SQLiteStore(db_path)  # as another worker process would open it
+    first, second = Maintenance(loaded, {}), Maintenance(other, {})
     try:
-        assert Maintenance(loaded, {}).index_search() > 0
+        first.index_search()  # the first look sees events arriving: a small backlog waits
+        assert first.index_search() == 300  # ingest is quiet: all of it
         assert loaded.claim_upkeep("search-index")
         assert not other.claim_upkeep("search-index")
-        assert Maintenance(other, {}).index_search() == 0
-        loaded.close()  # the indexing process is gone
         bulk.fill(db_path, 20, first=301, word="otter")
-        assert Maintenance(other, {}).index_search() == 20
+        second.index_search()
+        assert second.index_search() == 0
+        loaded.close()  # the indexing process is gone
+        assert second.index_search() == 20
     finally:
         other.close()
+
+
+def test_maintenance_leaves_a_small_backlog_while_events_arrive(
+        loaded: SQLiteStore, db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_search, "RECENT_SCAN", RECENT_SCAN)
+    maintenance = Maintenance(loaded, {})
+    maintenance.index_search()
+    maintenance.index_search()  # quiet: the 300 are indexed
+    bulk.fill(db_path, 100, first=301, word="otter")
+    assert maintenance.index_search() == 0  # events arrived: 100 wait, a search scans them
+    assert search_ids(loaded)[:100] == list(range(400, 300, -1))
+    bulk.fill(db_path, SEARCH_DEFER_WHILE_BUSY, first=401, word="otter")
+    assert maintenance.index_search() > 0  # still arriving, but past the threshold
+    assert maintenance.index_search() > 0 or indexed_upto(loaded) == 2400  # quiet again
+    while maintenance.index_search():
+        pass
+    assert indexed_upto(loaded) == 2400 and loaded.not_yet_searchable() == 0
 
 
 def test_indexing_leaves_the_end_of_a_size_cap_to_deliveries(db_path: str) -> None:

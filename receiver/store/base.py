@@ -240,9 +240,11 @@ class Store(abc.ABC):
 
     # -- upkeep ---------------------------------------------------------------------------
 
-    def index_search(self, limit: int = 500) -> int:
+    def index_search(self, limit: int = 500, *, min_backlog: int = 0) -> int:
         """Index for search at most ``limit`` events stored since the last call, in short
         transactions that ingest can interleave with; returns how many (0: caught up).
+        With ``min_backlog``, only when at least about that many wait (the upkeep defers
+        small backlogs while ingest is busy: a search scans the newest events itself).
 
         Called over and over by the background upkeep. The default does nothing: for a
         backend whose index is written with each event.

@@ -513,10 +513,10 @@ class SQLiteStore(Store):
 
     # -- search index ------------------------------------------------------------------
 
-    def index_search(self, limit: int = INDEX_BATCH) -> int:
+    def index_search(self, limit: int = INDEX_BATCH, *, min_backlog: int = 0) -> int:
         """Index the next ``limit`` events past the watermark (one short transaction) and
         merge index segments a bounded step; returns how many events were indexed."""
-        return self._search.index(limit)
+        return self._search.index(limit, min_backlog=min_backlog)
 
     def not_yet_searchable(self) -> int:
         return self._search.not_yet_searchable()

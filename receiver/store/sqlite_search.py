@@ -69,16 +69,17 @@ class SearchIndex:
 
     # -- the background side ----------------------------------------------------------
 
-    def index(self, limit: int = INDEX_BATCH) -> int:
+    def index(self, limit: int = INDEX_BATCH, *, min_backlog: int = 0) -> int:
         """Index the next ``limit`` events past the watermark in one transaction, then merge
-        a bounded number of index pages in another; returns how many events (0: caught up)."""
+        a bounded number of index pages in another; returns how many events (0: caught up,
+        or fewer than ``min_backlog`` ids past the watermark)."""
         conn = self._connection()
         if not self._room_to_grow(conn):
             return 0
         upto = self._indexed_upto(conn)
         newest = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
         indexed = 0
-        if newest > upto:
+        if newest - upto >= max(min_backlog, 1):
             with self._store.write() as conn:
                 upto = self._indexed_upto(conn)
                 rows = conn.execute(
