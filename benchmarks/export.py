@@ -2,7 +2,7 @@
 as the README starts it (2 sync workers, ``--timeout 30``) and ``receiver export``, against a
 plain loop over the same database that parses and re-serializes each event, in one run.
 
-    python benchmarks/export.py                            # 1,000,000 events, ~8 minutes
+    python benchmarks/export.py                            # 1,000,000 events, ~5 minutes
     python benchmarks/export.py --events 20000 --rounds 1  # a smoke run
 
 The database is ``benchmarks/history.py``'s (every event holds a license ``key``, which the

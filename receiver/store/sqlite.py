@@ -130,7 +130,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m002_search_merges_in_the_background(db: sqlite_utils.Database) -> None:
+def m003_search_merges_in_the_background(db: sqlite_utils.Database) -> None:
     # FTS5 would merge index segments inside whichever indexing transaction fills a level
     # (up to 0.6 s holding the write lock at 1M events); SearchIndex.index merges in steps.
     db.execute("INSERT INTO events_fts (events_fts, rank) VALUES ('automerge', 0)")
