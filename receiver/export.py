@@ -38,7 +38,6 @@ CHUNK_LINES = 1000
 COMPLETE_KEY = "complete"
 
 
-
 def event_line(row: RawEvent, *, revealed: bool = False) -> str:
     """One event as its NDJSON line (with the newline), secrets masked unless ``revealed``.
     ``row`` is in ``EVENT_FIELDS`` order; the fields are written out one by one, since this
@@ -75,8 +74,9 @@ def ndjson(store: Store, filters: EventFilters, *, cursor: int | None = None,
            ) -> Iterator[str]:
     """The export as chunks of lines, ending with the ``complete`` line.
 
-    ``heartbeat`` is called before each chunk: gunicorn's sync worker counts as hung when it
-    is silent for ``--timeout`` seconds, and a long export is one request.
+    ``heartbeat`` is called once each chunk has gone out and after each batch of the store:
+    gunicorn's sync worker counts as hung when it is silent for ``--timeout`` seconds, and a
+    long export is one request.
     """
     not_searchable = store.not_yet_searchable() if filters.q else None
     count = 0
@@ -109,7 +109,7 @@ class Received:
     line's values when the stream ended with it."""
 
     lines: int = 0
-    last_id: int | None = None
+    last_id: int | None = None  # before the first line: the cursor asked for
     complete: dict[str, Any] | None = None
 
 
@@ -183,7 +183,7 @@ def read_export(base: str, query: Mapping[str, str], write: Callable[[str], Any]
             connection.putheader("Authorization", f"Bearer {token}")
         connection.endheaders()
         response = connection.getresponse()
-        _check_status(base, response)
+        _check_status(base, response, token)
         pending = b""
         while block := response.read1(READ_BLOCK):
             lines = (pending + block).split(b"\n")
@@ -207,17 +207,28 @@ def _take_lines(lines: list[bytes], write: Callable[[str], Any], received: Recei
                               f"but sent {received.lines + len(lines)}")
     if not lines:
         return
-    match = _EVENT_ID.match(lines[-1])
-    received.last_id = int(match.group(1)) if match else int(json.loads(lines[-1])["id"])
+    if received.lines == 0 and received.last_id is not None and _event_id(
+            lines[0]) >= received.last_id:
+        raise ExportError("the remote ignores cursor (an older receiver?): resuming would "
+                          "repeat events")
+    received.last_id = _event_id(lines[-1])
     write(b"\n".join(lines).decode() + "\n")
     received.lines += len(lines)
 
 
-def _check_status(base: str, response: http.client.HTTPResponse) -> None:
+def _event_id(line: bytes) -> int:
+    match = _EVENT_ID.match(line)
+    return int(match.group(1)) if match else int(json.loads(line)["id"])
+
+
+def _check_status(base: str, response: http.client.HTTPResponse, token: str | None) -> None:
     status = response.status
     if status == 200:
         return
     body = response.read(4096)
+    if status in (401, 403) and token:
+        raise ExportError(f"{base} refused the token ({status}); check --token or "
+                          "RECEIVER_FORWARD_TOKEN against its RECEIVER_INSPECTOR_TOKEN")
     if status in (401, 403):
         raise ExportError(f"{base} needs its inspector token ({status}): pass --token or set "
                           "RECEIVER_FORWARD_TOKEN to its RECEIVER_INSPECTOR_TOKEN")

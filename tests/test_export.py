@@ -13,7 +13,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -336,6 +339,8 @@ def test_cli_export_from_a_receiver_with_a_token(serve: Any, tmp_path: Path) -> 
                str(target), "--source", "fno"]
     refused = subprocess.run(command, capture_output=True, text=True)
     assert refused.returncode == 1 and "inspector token (401)" in refused.stderr
+    wrong = subprocess.run([*command, "--token", "not-it"], capture_output=True, text=True)
+    assert wrong.returncode == 1 and "refused the token (401)" in wrong.stderr
     env = {**os.environ, "RECEIVER_FORWARD_TOKEN": "export-token-1"}
     done = subprocess.run([*command, "--reveal"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
@@ -344,6 +349,41 @@ def test_cli_export_from_a_receiver_with_a_token(serve: Any, tmp_path: Path) -> 
     assert complete == {"complete": True, "count": len(events)}
     assert "LK-" in target.read_text()  # revealed: the token signs in
     assert f"exported {len(events)} events" in done.stderr
+
+
+@pytest.fixture
+def old_receiver() -> Iterator[str]:
+    """An HTTP server answering the export as receivers did before the complete line and
+    cursor: every event, whatever the query, and no last line."""
+    body = b"".join(b'{"id": %d, "source": "generic"}\n' % n for n in range(30, 0, -1))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_export_from_a_receiver_that_ignores_cursor_stops_instead_of_repeating(
+        old_receiver: str) -> None:
+    written: list[str] = []
+    with pytest.raises(export.ExportError, match="ignores cursor"):
+        export.fetch(old_receiver, {}, written.append, sleep=lambda _: None,
+                     notice=lambda _: None)
+    events, complete = parse("".join(written))
+    assert [event["id"] for event in events] == list(range(30, 0, -1)) and complete is None
 
 
 def test_cli_export_from_reports_a_bad_filter_and_a_wrong_url(serve: Any,
