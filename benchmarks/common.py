@@ -205,6 +205,51 @@ class Server:
             process.wait(timeout=5)
 
 
+@dataclass
+class ReceiverServe:
+    """``receiver serve`` on a database (the way the README starts it), started and stopped
+    here; ``args`` are extra ``serve`` options."""
+
+    database: str
+    args: Sequence[str] = ()
+    log_path: Path | None = None
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ReceiverServe:
+        self.port = self.port or free_port()
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith("RECEIVER_")}
+        env.update(RECEIVER_DATABASE=self.database, PYTHONUNBUFFERED="1")
+        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "receiver", "serve", "--port", str(self.port), *self.args],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
+            start_new_session=True)
+        try:
+            wait_http(self.port, "/-/health", timeout=60)
+        except RuntimeError:
+            self.stop()
+            tail = self.log_path.read_text(errors="replace")[-2000:] if self.log_path else ""
+            raise RuntimeError(f"receiver serve did not start:\n{tail}") from None
+        return self
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()  # only the master we started
+            process.wait(timeout=5)
+
+
 # -- tables and RESULTS.md ---------------------------------------------------------------------
 
 

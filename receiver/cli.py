@@ -91,7 +91,7 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
         os.environ["RECEIVER_DATABASE"] = db
     settings = _settings()
     # Check the endpoints and migrate once in the master so a bad setting stops the start.
-    from . import create_app, verify
+    from . import create_app, gunicorn_hooks, verify
     from .store import open_store
 
     try:
@@ -126,6 +126,8 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
             self.cfg.set("timeout", timeout)
             if access_log:
                 self.cfg.set("accesslog", "-")
+            # A long export heartbeats, so it outlives --timeout (gunicorn_hooks.py).
+            self.cfg.set("post_worker_init", gunicorn_hooks.post_worker_init)
 
         def load(self) -> Any:
             return create_app()
@@ -398,17 +400,37 @@ def replay(event_id: int, only_failed: bool, handlers: tuple[str, ...], db: str 
 @filter_options
 @click.option("--output", "-o", type=click.File("w"), default="-")
 @click.option("--reveal", is_flag=True, help="Export secrets unmasked.")
+@click.option("--cursor", type=click.IntRange(min=1), default=None, metavar="ID",
+              help="Only events below this id: resume an export that was cut after the "
+                   "event with this id.")
+@click.option("--from", "from_url", metavar="URL",
+              help="Export from a running receiver (its base URL, such as "
+                   "https://hooks.example.com) instead of the local database; a cut stream "
+                   "is resumed after the last event received.")
+@click.option("--token", envvar="RECEIVER_FORWARD_TOKEN", metavar="TOKEN",
+              help="With --from: its RECEIVER_INSPECTOR_TOKEN (or set RECEIVER_FORWARD_TOKEN).")
 @db_option
-def export(output: Any, reveal: bool, db: str | None, **options: Any) -> None:
-    """Write events as NDJSON (one JSON object a line), newest first."""
-    from .mask import mask_data
+def export(output: Any, reveal: bool, cursor: int | None, from_url: str | None,
+           token: str | None, db: str | None, **options: Any) -> None:
+    """Write events as NDJSON, newest first, then {"complete": true, "count": N}."""
+    from . import export as exporting
 
-    store = _open_store(db)
-    for event in store.iter_events(_filters(options)):
-        record = event.as_dict()
-        if not reveal:
-            record["data"] = mask_data(record["data"])
-        output.write(json.dumps(record) + "\n")
+    filters = _filters(options)
+    if from_url is None:
+        store = _open_store(db)
+        for chunk in exporting.ndjson(store, filters, cursor=cursor, revealed=reveal):
+            output.write(chunk)
+        return
+    query = {name.replace("-", "_"): value for name, value in options.items() if value}
+    if reveal:
+        query["reveal"] = "1"
+    try:
+        exported = exporting.fetch(from_url, query, output.write, token=token, cursor=cursor,
+                                   notice=lambda line: click.echo(line, err=True))
+    except exporting.ExportError as error:
+        raise click.ClickException(str(error)) from None
+    resumed = f", resumed {exported.resumed} times" if exported.resumed else ""
+    click.echo(f"exported {exported.count} events from {from_url}{resumed}", err=True)
 
 
 def parse_age(value: str) -> dt.timedelta:

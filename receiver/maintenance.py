@@ -7,18 +7,28 @@ import datetime as dt
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import StorageUnavailable
 from .events import format_time
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.1
-SEARCH_EVERY = 10  # ticks: look once a second whether ingest went quiet
 RETENTION_EVERY = 6000  # ticks: ten minutes
-SEARCH_BATCH = 500
+SEARCH_BATCH = 500  # events per indexing transaction (~5 ms)
+#: Seconds of each tick spent indexing for search: a quarter while events arrive (ingest
+#: keeps the write lock most of the time), three quarters while it is quiet.
+SEARCH_BUDGET_BUSY = 0.025
+SEARCH_BUDGET_QUIET = 0.075
+SEARCH_PAUSE_SECONDS = 60  # after the database refused an indexing write
+#: While events arrive, a backlog smaller than this waits (a search scans the newest 5,000
+#: unindexed events itself on SQLite): bursts cost ingest no indexing, a steady stream is
+#: indexed in batches.
+SEARCH_DEFER_WHILE_BUSY = 2000
 
 
 def retention_cutoff(days: int, now: dt.datetime | None = None) -> str:
@@ -32,6 +42,7 @@ class Maintenance:
         self.store = store
         self.settings = settings
         self._newest_seen: int | None = None
+        self._search_paused_until = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -51,19 +62,43 @@ class Maintenance:
 
     def run_once(self, tick: int = 0) -> None:
         """One tick: checkpoint the WAL (often and PASSIVE, which keeps the WAL short and the
-        commits cheap); index for search only while ingest is quiet, since indexing holds the
-        write lock (a search catches the index up itself, so it never misses an event)."""
+        commits cheap); index for search for part of the tick; now and then, retention."""
         self.store.checkpoint()
-        if tick % SEARCH_EVERY == 0:
-            newest = self.store.newest_event_id()
-            if newest == self._newest_seen:
-                self.store.catch_up_search(batch=SEARCH_BATCH)
-            self._newest_seen = newest
+        self.index_search()
         days = self.settings.get("RETENTION_DAYS")
         if days and tick % RETENTION_EVERY == 0:
             counts = self.store.purge(retention_cutoff(days))
             if any(counts.values()):
                 log.info("retention (%s days): deleted %s", days, counts)
+
+    def index_search(self) -> int:
+        """Work through the search backlog in short transactions (``Store.index_search``)
+        for this tick's budget; returns how many events were indexed.
+
+        One process does it (``Store.claim_upkeep``). Each transaction holds the write lock a
+        few milliseconds, so an ingest waits at most that long; the budget leaves the lock
+        free most of the tick while events arrive.
+        Searches meanwhile see the index plus the newest events, and say how many are not
+        searchable yet."""
+        newest = self.store.newest_event_id()
+        quiet = newest == self._newest_seen
+        self._newest_seen = newest
+        if time.monotonic() < self._search_paused_until or not self.store.claim_upkeep(
+                "search-index"):
+            return 0  # paused, or another process of this receiver does it
+        deadline = time.monotonic() + (SEARCH_BUDGET_QUIET if quiet else SEARCH_BUDGET_BUSY)
+        wait_for = 0 if quiet else SEARCH_DEFER_WHILE_BUSY
+        done = 0
+        try:
+            while indexed := self.store.index_search(SEARCH_BATCH, min_backlog=wait_for):
+                done += indexed
+                if time.monotonic() >= deadline:
+                    break
+        except StorageUnavailable as error:  # full or locked: ingest comes first
+            log.warning("search indexing paused for %d s: %s", SEARCH_PAUSE_SECONDS,
+                        error.message)
+            self._search_paused_until = time.monotonic() + SEARCH_PAUSE_SECONDS
+        return done
 
     def _loop(self) -> None:
         tick = 0

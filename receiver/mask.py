@@ -6,6 +6,7 @@ Masked: signature and credential headers, and payload fields that are keys or to
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import urllib.parse
@@ -34,6 +35,7 @@ def mask_value(value: Any) -> Any:
     return MASK + text[-4:] if len(text) >= 16 else MASK
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_field(name: str) -> bool:
     return bool(SECRET_FIELDS.search(name))
 
@@ -61,6 +63,74 @@ def mask_data(document: Any) -> Any:
         else:
             parent[slot] = value
     return result[0]
+
+
+#: Lower-case words of which every name ``is_secret_field`` accepts holds one (``passw``:
+#: password, passwd; ``key``: license_key, private_key, api_key, key).
+_SECRET_WORDS = ("token", "secret", "passw", "key", "signature", "activation")
+_LITERAL_END = re.compile(r"[\s,}\]]")
+
+
+def mask_json_text(text: str) -> str:
+    """The JSON text of ``mask_data(json.loads(text))``, parsing the text only when it must.
+
+    Exports pass millions of stored documents through here; most hold no secret, and the
+    others usually one string field (a license ``key``), so the values are found in the text
+    itself. That is sound for ASCII text without backslashes: every ``"`` then delimits a
+    string, a string followed by ``:`` is a key, and no case folding is needed. Any other
+    text is parsed, masked and serialized again.
+    """
+    if "\\" in text or not text.isascii():
+        return json.dumps(mask_data(json.loads(text)))
+    lowered = text.lower()
+    replacements: list[tuple[int, int, str]] = []
+    for word in _SECRET_WORDS:
+        found = lowered.find(word)
+        while found != -1:
+            opening = text.rfind('"', 0, found)  # the string the word is in (no letters
+            closing = text.find('"', found)      # outside strings but true/false/null)
+            colon = closing + 1 if text[closing + 1:closing + 2] == ":" else _skip_space(
+                text, closing + 1)
+            if text[colon:colon + 1] == ":" and is_secret_field(text[opening + 1:closing]):
+                masked = _masked_scalar(text, _skip_space(text, colon + 1))
+                if masked is not None and masked not in replacements:
+                    replacements.append(masked)
+            found = lowered.find(word, closing + 1)
+    if not replacements:
+        return text
+    replacements.sort()
+    parts, done = [], 0
+    for start, end, value in replacements:
+        parts += [text[done:start], value]
+        done = end
+    parts.append(text[done:])
+    return "".join(parts)
+
+
+def _skip_space(text: str, index: int) -> int:
+    while text[index:index + 1] in (" ", "\t", "\r", "\n"):
+        index += 1
+    return index
+
+
+def _masked_scalar(text: str, start: int) -> tuple[int, int, str] | None:
+    """(start, end, masked JSON) of the value at ``start``; None for an object or list (their
+    own keys are masked one by one) and for values masking keeps (true, false, null, "")."""
+    first = text[start]
+    if first == '"':
+        end = text.index('"', start + 1) + 1
+        if end - start < 18:  # shorter than 16 characters: nothing of it is kept
+            return (start, end, f'"{MASK}"') if end - start > 2 else None
+        # MASK and the last four characters of an ASCII string that needed no escape (no
+        # quote, backslash or control character): a JSON string as it is.
+        return start, end, f'"{MASK}{text[end - 5:end - 1]}"'
+    if first in "{[":
+        return None
+    literal_end = _LITERAL_END.search(text, start)
+    end = literal_end.start() if literal_end else len(text)
+    value = json.loads(text[start:end])
+    masked = mask_value(value)
+    return None if masked is value else (start, end, json.dumps(masked, ensure_ascii=False))
 
 
 def is_secret_header(name: str) -> bool:

@@ -161,18 +161,23 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None,
          *args],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env=environment, cwd=tmp,
     )
-    server = Server(f"http://127.0.0.1:{port}", process, log, database)
+    return wait_serving(Server(f"http://127.0.0.1:{port}", process, log, database),
+                        "receiver serve")
+
+
+def wait_serving(server: Server, name: str) -> Server:
+    """Poll the server's health route until it answers (its output shown if it died)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"receiver serve exited:\n{server.output()}")
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{name} exited:\n{server.output()}")
         try:
             if requests.get(server.url + "/-/health", timeout=1).ok:
                 return server
         except requests.ConnectionError:
             time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"receiver serve did not answer within 30 s:\n{server.output()}")
+    raise RuntimeError(f"{name} did not answer within 30 s:\n{server.output()}")
 
 
 @pytest.fixture

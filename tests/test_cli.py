@@ -240,9 +240,10 @@ def test_cli_export_writes_ndjson(runner: CliRunner, db_path: str, client: Any,
                                   history: Any) -> None:
     output = invoke(runner, "export", "--db", db_path).output
     lines = output.splitlines()
-    assert output.endswith("\n") and len(lines) == len(POSTED)
-    records = [json.loads(line) for line in lines]
+    assert output.endswith("\n") and len(lines) == len(POSTED) + 1
+    records = [json.loads(line) for line in lines[:-1]]
     assert records == client.get("/api/events").get_json()["events"]  # same masked records
+    assert json.loads(lines[-1]) == {"complete": True, "count": len(POSTED)}
     assert RESET_TOKEN not in output and LICENSE_KEY not in output
 
 
@@ -250,7 +251,8 @@ def test_cli_export_filters_and_file(runner: CliRunner, db_path: str, tmp_path: 
                                      history: Any) -> None:
     target = tmp_path / "out.ndjson"
     invoke(runner, "export", "--db", db_path, "--source", "keygen", "-o", str(target))
-    records = [json.loads(line) for line in target.read_text().splitlines()]
+    *records, complete = [json.loads(line) for line in target.read_text().splitlines()]
+    assert complete == {"complete": True, "count": len(records)}
     assert {r["event_type"] for r in records} == {"user.password-reset", "license.created"}
     assert {r["source"] for r in records} == {"keygen"}
 

@@ -561,8 +561,10 @@ def ndjson(client: Any, query: str = "") -> list[dict[str, Any]]:
     assert response.status_code == 200
     assert response.mimetype == "application/x-ndjson"
     text = response.get_data(as_text=True)
-    assert text == "" or text.endswith("\n")
-    return [json.loads(line) for line in text.splitlines()]
+    assert text.endswith("\n")
+    *events, complete = [json.loads(line) for line in text.splitlines()]
+    assert complete["complete"] is True and complete["count"] == len(events)
+    return events
 
 
 def test_api_export_streams_one_event_a_line(client: Any, posted: Any) -> None:

@@ -28,6 +28,13 @@ DELIVERY_FIELDS = (
 RUN_FIELDS = ("id", "event_id", "handler", "status", "error", "traceback", "started_at",
               "duration_ms", "trigger")
 
+#: A stored event as a row in ``EVENT_FIELDS`` order, ``data`` left as its JSON text: what
+#: an export passes on without parsing it.
+RawEvent = tuple[Any, ...]
+
+#: Rows per batch of ``Store.event_batches``.
+EXPORT_BATCH = 5000
+
 
 @dataclass(frozen=True)
 class Saved:
@@ -108,6 +115,13 @@ def event_from_row(row: Sequence[Any]) -> Event:
         data=json.loads(data) if isinstance(data, (str, bytes)) else data,
         delivery_count=row[14], dispatch_status=row[15],
     )
+
+
+def raw_from_event(event: Event) -> RawEvent:
+    """An ``Event`` as a ``RawEvent`` row (``data`` serialized again)."""
+    record = event.as_dict()
+    record["data"] = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+    return tuple(record[name] for name in EVENT_FIELDS)
 
 
 def delivery_from_row(row: Sequence[Any], *, with_body: bool = False) -> dict[str, Any]:
@@ -204,6 +218,22 @@ class Store(abc.ABC):
                 return
             cursor = int(next_cursor)
 
+    def event_batches(self, filters: EventFilters, *, cursor: int | None = None,
+                      batch: int = EXPORT_BATCH) -> Iterator[list[RawEvent]]:
+        """Every event matching the filters with an id below ``cursor``, newest first, as
+        ``RawEvent`` rows in batches of at most ``batch``: what an export streams.
+
+        Each batch is a bounded piece of work (a streaming worker stays alive between
+        batches); a batch may be empty before the last. The default pages through
+        ``list_events``; a backend overrides it to hand over the stored JSON text unparsed.
+        """
+        while True:
+            events, next_cursor = self.list_events(filters, limit=batch, cursor=cursor)
+            yield [raw_from_event(event) for event in events]
+            if next_cursor is None:
+                return
+            cursor = int(next_cursor)
+
     @abc.abstractmethod
     def event_counts(self) -> dict[str, int]:
         """``{"events": n, "deliveries": n}``."""
@@ -218,9 +248,29 @@ class Store(abc.ABC):
 
     # -- upkeep ---------------------------------------------------------------------------
 
-    @abc.abstractmethod
+    def index_search(self, limit: int = 500, *, min_backlog: int = 0) -> int:
+        """Index for search at most ``limit`` events stored since the last call, in short
+        transactions that ingest can interleave with; returns how many (0: caught up).
+        With ``min_backlog``, only when at least about that many wait (the upkeep defers
+        small backlogs while ingest is busy: a search scans the newest events itself).
+
+        Called over and over by the background upkeep. The default does nothing: for a
+        backend whose index is written with each event.
+        """
+        return 0
+
     def catch_up_search(self, batch: int = 5000) -> int:
-        """Index for search what was stored since the last call; returns how many."""
+        """Index for search everything stored since the last call; returns how many."""
+        done = 0
+        while indexed := self.index_search(batch):
+            done += indexed
+        return done
+
+    def not_yet_searchable(self) -> int:
+        """How many stored events a search cannot find now: events the background indexing
+        has not reached, beyond the newest ones a search scans directly. 0 when caught up
+        (always, for a backend whose index is written with each event)."""
+        return 0
 
     @abc.abstractmethod
     def purge(self, before: str, *, event_type: str | None = None,
@@ -231,6 +281,12 @@ class Store(abc.ABC):
 
     def checkpoint(self) -> None:  # noqa: B027 (optional upkeep; most backends need none)
         """Backend upkeep run often off the request path (SQLite: the WAL)."""
+
+    def claim_upkeep(self, job: str) -> bool:
+        """Whether this process should run the background ``job`` (such as
+        ``"search-index"``): the first process to ask holds it until it exits, so however
+        many workers there are, one does it. The default lets every process run it."""
+        return True
 
     # -- deliveries -----------------------------------------------------------------------
 

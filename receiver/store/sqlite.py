@@ -3,9 +3,9 @@ runs, purge.
 
 One ``SQLiteStore`` per app owns a connection per thread. Writes are short ``BEGIN IMMEDIATE``
 transactions; the ingest write is two statements (an upsert of the event that tells a
-duplicate apart by its ``RETURNING`` count, and the delivery row). Full-text search is caught
-up lazily from a watermark, so indexing never sits on the ingest path while every search still
-sees every event.
+duplicate apart by its ``RETURNING`` count, and the delivery row). Full-text search is indexed
+in the background from a watermark, so indexing never sits on the ingest path
+(``sqlite_search``).
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ from ..events import Delivery, Event, NormalizedEvent, utc_now_iso
 from .base import (
     DELIVERY_FIELDS,
     EVENT_FIELDS,
+    EXPORT_BATCH,
     RUN_FIELDS,
     DeliveryFilters,
     EventFilters,
+    RawEvent,
     Saved,
     Store,
     delivery_from_row,
@@ -39,12 +41,14 @@ from .base import (
     event_type_prefix,
     run_from_row,
 )
+from .sqlite_search import FTS_COLUMNS, INDEX_BATCH, Scope, SearchIndex
 
 migrations = sqlite_utils.Migrations("receiver")
 
 BUSY_TIMEOUT_MS = 5000
 PAGE_SIZE = 2048
 SCAN_WINDOW = 20_000  # ids scanned in order before a filtered page falls back to an index
+EXPORT_WINDOW = 50_000  # ids an export with common filters scans per batch, in id order
 AUTOCHECKPOINT_PAGES = 16384  # 32 MiB of WAL
 
 
@@ -138,6 +142,13 @@ def m002_login_links(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m003_search_merges_in_the_background(db: sqlite_utils.Database) -> None:
+    # FTS5 would merge index segments inside whichever indexing transaction fills a level
+    # (up to 0.6 s holding the write lock at 1M events); SearchIndex.index merges in steps.
+    db.execute("INSERT INTO events_fts (events_fts, rank) VALUES ('automerge', 0)")
+
+
 EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
 DELIVERY_COLUMNS = ", ".join(DELIVERY_FIELDS)
 RUN_COLUMNS = ", ".join(RUN_FIELDS)
@@ -186,6 +197,8 @@ class SQLiteStore(Store):
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._writer = WriterQueue(os.path.abspath(path) + ".lock")
+        self._search = SearchIndex(self)
+        self._upkeep: dict[str, tuple[int, int]] = {}  # job -> (pid, descriptor) held
 
     # -- connections -------------------------------------------------------------------
 
@@ -241,6 +254,10 @@ class SQLiteStore(Store):
                     pass
             self._connections.clear()
         self._local = threading.local()
+        for pid, descriptor in self._upkeep.values():
+            if pid == os.getpid():
+                os.close(descriptor)  # lets another process take the job over
+        self._upkeep.clear()
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -385,26 +402,62 @@ class SQLiteStore(Store):
             list[Event], str | None]:
         """A search alone: the page is cut inside the full-text index (newest rowids first),
         so a common word does not fetch every matching event (6.7 -> 0.2 ms at 1M)."""
-        query = self.db.quote_fts(q)
-        if not any(char.isalnum() for char in query):
+        query = self._search.fts_query(q)
+        if query is None:
             return [], None
-        self.catch_up_search()
-        sql = ("SELECT rowid FROM events_fts WHERE events_fts MATCH ?"
-               + (" AND rowid < ?" if cursor is not None else "")
-               + " ORDER BY rowid DESC LIMIT ?")
-        params: list[Any] = [query, *([cursor] if cursor is not None else []), limit + 1]
-        ids = [row[0] for row in self.conn.execute(sql, params)]
-        marks = ",".join("?" * len(ids)) or "NULL"
-        rows = self.conn.execute(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN ({marks}) ORDER BY id DESC",
-            ids).fetchall()
-        events = [event_from_row(row) for row in rows[:limit]]
+        ids = self._search.page_ids(query, self._search.scope(), limit=limit + 1, below=cursor)
+        events = [event_from_row(row) for row in self._events_by_id(ids[:limit])]
         next_cursor = str(events[-1].id) if len(ids) > limit and events else None
         return events, next_cursor
 
+    def _events_by_id(self, ids: Sequence[int]) -> list[Any]:
+        """The rows of these events, newest first (the ones purged meanwhile left out)."""
+        marks = ",".join("?" * len(ids)) or "NULL"
+        return self.conn.execute(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN ({marks}) ORDER BY id DESC",
+            list(ids)).fetchall()
+
+    def event_batches(self, filters: EventFilters, *, cursor: int | None = None,
+                      batch: int = EXPORT_BATCH) -> Iterator[list[RawEvent]]:
+        """Every matching event below ``cursor``, newest first, with ``data`` as stored.
+
+        A search reads one scope for the whole export (what was searchable when it started).
+        Common filters walk the ids in windows of ``EXPORT_WINDOW`` with the indexes ignored,
+        so no batch sorts the matches (see ``list_events``), and a rare filter costs one
+        pass over the table; a subject or a search goes through its index.
+        """
+        scope = self._search.scope() if filters.q else None
+        query = self._search.fts_query(filters.q) if filters.q else None
+        if filters.q and query is None:
+            return
+        if query is not None and scope is not None and filters == EventFilters(q=filters.q):
+            while True:
+                ids = self._search.page_ids(query, scope, limit=batch, below=cursor)
+                yield self._events_by_id(ids)
+                if len(ids) < batch:
+                    return
+                cursor = ids[-1]
+        by_window = filters.subject_id is None and not filters.q and filters.narrows()
+        lowest = self.conn.execute("SELECT coalesce(min(id), 0) FROM events").fetchone()[0]
+        while True:
+            floor = None
+            if by_window:
+                top = cursor if cursor is not None else self.newest_event_id() + 1
+                floor = max(top - EXPORT_WINDOW, lowest)
+            rows = self._select_events(filters, batch, below=cursor if floor is None else top,
+                                       floor=floor, by_id=by_window, scope=scope)
+            yield rows
+            if len(rows) == batch:
+                cursor = rows[-1][0]
+            elif floor is not None and floor > lowest:
+                cursor = floor
+            else:
+                return
+
     def _select_events(self, filters: EventFilters, limit: int, *, below: int | None,
-                       floor: int | None = None, by_id: bool = False) -> list[Any]:
-        where, params = self._event_where(filters, unindexed=by_id)
+                       floor: int | None = None, by_id: bool = False,
+                       scope: Scope | None = None) -> list[Any]:
+        where, params = self._event_where(filters, unindexed=by_id, scope=scope)
         if below is not None:
             where.append("id < ?")
             params.append(below)
@@ -417,10 +470,11 @@ class SQLiteStore(Store):
         sql += " ORDER BY id DESC LIMIT ?"
         return self.conn.execute(sql, [*params, limit]).fetchall()
 
-    def _event_where(self, filters: EventFilters, *, unindexed: bool = False) -> tuple[
-            list[str], list[Any]]:
+    def _event_where(self, filters: EventFilters, *, unindexed: bool = False,
+                     scope: Scope | None = None) -> tuple[list[str], list[Any]]:
         """WHERE terms for the filters; ``unindexed`` writes them as ``+column`` so SQLite
-        walks the ids in order instead of an index."""
+        walks the ids in order instead of an index. A search sees ``scope`` (default: what
+        is searchable now)."""
         where: list[str] = []
         params: list[Any] = []
         plus = "+" if unindexed else ""
@@ -441,13 +495,14 @@ class SQLiteStore(Store):
             where.append("received_at < ?")
             params.append(filters.until)
         if filters.q:
-            query = self.db.quote_fts(filters.q)
-            if not any(char.isalnum() for char in query):
+            query = self._search.fts_query(filters.q)
+            if query is None:
                 where.append("0")  # nothing searchable (only quotes or punctuation)
             else:
-                self.catch_up_search()
-                where.append("id IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
-                params.append(query)
+                match, values = self._search.match_condition(
+                    query, scope or self._search.scope())
+                where.append(match)
+                params.extend(values)
         return where, params
 
     def event_counts(self) -> dict[str, int]:
@@ -471,29 +526,13 @@ class SQLiteStore(Store):
 
     # -- search index ------------------------------------------------------------------
 
-    def catch_up_search(self, batch: int = 5000) -> int:
-        """Index events added since the watermark; returns how many were indexed."""
-        done = 0
-        while True:
-            upto = self.conn.execute(
-                "SELECT indexed_upto FROM search_state WHERE id = 1").fetchone()[0]
-            newest = self.conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
-            if newest <= upto:
-                return done
-            with self.write() as conn:
-                upto = conn.execute(
-                    "SELECT indexed_upto FROM search_state WHERE id = 1").fetchone()[0]
-                rows = conn.execute(
-                    "INSERT INTO events_fts (rowid, event_type, vendor_event, source, subject_id,"
-                    " account, actor, external_id, data) SELECT id, event_type, vendor_event,"
-                    " source, subject_id, account, actor, external_id, data FROM events"
-                    " WHERE id > ? AND id <= ? RETURNING rowid",
-                    (upto, upto + batch),
-                ).fetchall()
-                top = max((row[0] for row in rows), default=min(newest, upto + batch))
-                conn.execute("UPDATE search_state SET indexed_upto = ? WHERE id = 1",
-                             (max(top, min(newest, upto + batch)),))
-            done += len(rows)
+    def index_search(self, limit: int = INDEX_BATCH, *, min_backlog: int = 0) -> int:
+        """Index the next ``limit`` events past the watermark (one short transaction) and
+        merge index segments a bounded step; returns how many events were indexed."""
+        return self._search.index(limit, min_backlog=min_backlog)
+
+    def not_yet_searchable(self) -> int:
+        return self._search.not_yet_searchable()
 
     # -- retention ---------------------------------------------------------------------
 
@@ -519,10 +558,9 @@ class SQLiteStore(Store):
                 upto = conn.execute(
                     "SELECT indexed_upto FROM search_state WHERE id = 1").fetchone()[0]
                 conn.execute(
-                    "INSERT INTO events_fts (events_fts, rowid, event_type, vendor_event, source,"
-                    " subject_id, account, actor, external_id, data) SELECT 'delete', id,"
-                    " event_type, vendor_event, source, subject_id, account, actor, external_id,"
-                    f" data FROM events WHERE id IN ({marks}) AND id <= ?", [*ids, upto])
+                    f"INSERT INTO events_fts (events_fts, rowid, {FTS_COLUMNS}) SELECT 'delete',"
+                    f" id, {FTS_COLUMNS} FROM events WHERE id IN ({marks}) AND id <= ?",
+                    [*ids, upto])
                 counts["handler_runs"] += conn.execute(
                     f"DELETE FROM handler_runs WHERE event_id IN ({marks})", ids).rowcount
                 counts["deliveries"] += conn.execute(
@@ -545,6 +583,23 @@ class SQLiteStore(Store):
         """Copy the WAL back into the database off the request path (PASSIVE: never waits
         for readers or writers), so the WAL does not grow under constant writes."""
         self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def claim_upkeep(self, job: str) -> bool:
+        """Hold ``<database>.<job>.lock`` (``flock``, not waiting) for the rest of this
+        process's life; the kernel lets it go when the process dies, and the next process
+        to ask takes it over."""
+        held = self._upkeep.get(job)
+        if held is not None and held[0] == os.getpid():
+            return True
+        descriptor = os.open(f"{os.path.abspath(self.path)}.{job}.lock",
+                             os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another process holds it
+            os.close(descriptor)
+            return False
+        self._upkeep[job] = (os.getpid(), descriptor)
+        return True
 
     # -- deliveries --------------------------------------------------------------------
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import base64
-import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from .. import dispatch, mask, redeliver
+from .. import dispatch, export, mask, redeliver
 from ..errors import BadRequest
 from ..events import Event
+from ..gunicorn_hooks import HEARTBEAT
 from ..store import Store
 from .access import is_signed_in
 from .filters import delivery_filters, event_filters, page_args, parse_id
@@ -60,12 +59,18 @@ def json_options() -> Any:
 
 @bp.get("/api/events")
 def list_events() -> Response:
+    """A page of events; a search (``q``) also says how many recent events it could not
+    see yet (``not_yet_searchable``: the background indexing has not reached them)."""
     filters = event_filters(request.args)
     limit, cursor = page_args(request.args)
-    events, next_cursor = get_store().list_events(filters, limit=limit, cursor=cursor)
+    store = get_store()
+    events, next_cursor = store.list_events(filters, limit=limit, cursor=cursor)
     revealed = reveal()
-    return jsonify({"events": [event_json(event, revealed=revealed) for event in events],
-                    "next": next_cursor})
+    answer: dict[str, Any] = {"events": [event_json(event, revealed=revealed)
+                                         for event in events], "next": next_cursor}
+    if filters.q:
+        answer["not_yet_searchable"] = store.not_yet_searchable()
+    return jsonify(answer)
 
 
 @bp.get("/api/events/<int:event_id>")
@@ -189,15 +194,15 @@ def redeliver_delivery(delivery_id: int) -> Response:
 
 @bp.get("/api/export.ndjson")
 def export_events() -> Response:
+    """Every matching event, newest first, then ``{"complete": true, "count": n}``
+    (receiver/export.py); ``cursor`` resumes a cut export below the last id received."""
     filters = event_filters(request.args)
-    store = get_store()
-    revealed = reveal()
-
-    def lines() -> Iterator[str]:
-        for event in store.iter_events(filters):
-            yield json.dumps(event_json(event, revealed=revealed)) + "\n"
-
-    return Response(lines(), mimetype="application/x-ndjson")
+    cursor = parse_id(request.args.get("cursor"), "cursor (the id of the last event line)")
+    # Handed over by receiver serve (gunicorn_hooks): one long request must not look hung.
+    heartbeat = current_app.extensions.get(HEARTBEAT)
+    lines = export.ndjson(get_store(), filters, cursor=cursor, revealed=reveal(),
+                          heartbeat=heartbeat)
+    return Response(lines, mimetype="application/x-ndjson")
 
 
 @bp.get("/-/health")

@@ -351,9 +351,11 @@ def take_result(kind: str, record_id: int) -> dict[str, Any] | None:
 def events() -> str:
     filters = event_filters(request.args)
     limit, cursor = page_args(request.args)
-    found, next_cursor = get_store().list_events(filters, limit=limit, cursor=cursor)
+    store = get_store()
+    found, next_cursor = store.list_events(filters, limit=limit, cursor=cursor)
     return render_template(
         "events.html", tab="events", events=found, limit=limit, first_page=cursor is None,
+        not_yet_searchable=store.not_yet_searchable() if filters.q else 0,
         next_url=url_with(cursor=next_cursor) if next_cursor else None,
         active=active_filters(EVENT_FILTERS), sources=SOURCES,
         signature_statuses=SIGNATURE_STATUSES, dispatch_statuses=DISPATCH_STATUSES,

@@ -1,0 +1,218 @@
+"""Search while the index has a backlog (after a bulk load or a copy): a search reads the
+index and scans the newest unindexed events itself, says how many it could not see, and never
+writes; the background upkeep indexes the backlog in short batches."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from receiver.maintenance import SEARCH_BATCH, SEARCH_DEFER_WHILE_BUSY, Maintenance
+from receiver.store import EventFilters, SQLiteStore, sqlite_search
+
+from . import bulk
+
+RECENT_SCAN = sqlite_search.RECENT_SCAN
+SCAN = 50  # the newest unindexed events a search scans (RECENT_SCAN), small for the tests
+
+
+def test_a_backlog_left_while_events_arrive_is_one_searches_scan() -> None:
+    assert SEARCH_DEFER_WHILE_BUSY < RECENT_SCAN
+
+
+@pytest.fixture(autouse=True)
+def small_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_search, "RECENT_SCAN", SCAN)
+
+
+@pytest.fixture
+def loaded(db_path: str) -> Iterator[SQLiteStore]:
+    """300 events, all with the word ``otter``; none indexed yet."""
+    bulk.fill(db_path, 300, word="otter")
+    store = SQLiteStore(db_path)
+    store.migrate()
+    yield store
+    store.close()
+
+
+def search_ids(store: SQLiteStore, limit: int = 500, **filters: Any) -> list[int]:
+    """Every match, page by page, newest first."""
+    found: list[int] = []
+    cursor = None
+    while True:
+        events, next_cursor = store.list_events(EventFilters(q="otter", **filters),
+                                                limit=limit, cursor=cursor)
+        found += [event.id for event in events]
+        if next_cursor is None:
+            return found
+        cursor = int(next_cursor)
+
+
+def indexed_upto(store: SQLiteStore) -> int:
+    return int(store.conn.execute("SELECT indexed_upto FROM search_state").fetchone()[0])
+
+
+def test_search_with_a_backlog_sees_the_index_and_the_newest_events(loaded: SQLiteStore) -> None:
+    assert loaded.index_search(100) == 100
+    # Indexed: 1-100. Scanned at search time: the newest 50 (251-300). Between: 150.
+    assert search_ids(loaded) == [*range(300, 250, -1), *range(100, 0, -1)]
+    assert loaded.not_yet_searchable() == 150
+
+
+def test_search_pages_cross_from_the_scanned_events_into_the_index(loaded: SQLiteStore) -> None:
+    loaded.index_search(100)
+    assert search_ids(loaded, limit=7) == search_ids(loaded, limit=500)
+    assert len(search_ids(loaded, limit=7)) == 150
+
+
+def test_search_with_filters_and_a_backlog(loaded: SQLiteStore) -> None:
+    loaded.index_search(100)
+    keygen = search_ids(loaded, source="keygen")  # bulk: every third event (n % 3 == 0)
+    assert keygen == [n for n in search_ids(loaded) if n % 3 == 0]
+    assert keygen and keygen[0] > 250 and keygen[-1] <= 100
+
+
+def test_search_with_a_backlog_writes_nothing(loaded: SQLiteStore) -> None:
+    search_ids(loaded)
+    assert indexed_upto(loaded) == 0
+    assert loaded.conn.execute("SELECT count(*) FROM events_fts_docsize").fetchone()[0] == 0
+
+
+def test_search_keeps_up_with_new_and_indexed_events(loaded: SQLiteStore, db_path: str) -> None:
+    assert search_ids(loaded) == list(range(300, 250, -1))
+    bulk.fill(db_path, 20, first=301, word="otter")  # arrive after the first search
+    assert search_ids(loaded) == list(range(320, 270, -1))  # still the newest 50
+    assert loaded.not_yet_searchable() == 270
+    loaded.index_search(290)  # the index overtakes part of what the search scanned
+    assert search_ids(loaded) == list(range(320, 0, -1))  # each once, none missing
+    assert loaded.not_yet_searchable() == 0
+
+
+def test_not_yet_searchable_counts_events_not_ids(loaded: SQLiteStore) -> None:
+    loaded.purge("2024-01-01T00:02:00.000Z")  # the first 119 (one a second from 00:00:01)
+    assert loaded.not_yet_searchable() == 300 - 119 - SCAN
+    assert search_ids(loaded) == list(range(300, 250, -1))
+
+
+def test_index_search_goes_in_bounded_batches_until_caught_up(loaded: SQLiteStore) -> None:
+    steps = []
+    while indexed := loaded.index_search(64):
+        steps.append(indexed)
+        assert indexed_upto(loaded) == sum(steps)
+    assert steps == [64, 64, 64, 64, 44]
+    assert loaded.not_yet_searchable() == 0
+    assert search_ids(loaded) == list(range(300, 0, -1))
+
+
+def test_fts5_never_merges_inside_an_indexing_transaction(loaded: SQLiteStore) -> None:
+    # SearchIndex.index merges in bounded steps of its own instead.
+    config = dict(loaded.conn.execute("SELECT k, v FROM events_fts_config"))
+    assert config["automerge"] == 0
+    while loaded.index_search(10):
+        pass
+    assert search_ids(loaded) == list(range(300, 0, -1))
+
+
+def test_maintenance_indexes_the_backlog_a_batch_at_a_time(loaded: SQLiteStore) -> None:
+    limits: list[int] = []
+    index_search = loaded.index_search
+
+    def recorded(limit: int = SEARCH_BATCH, *, min_backlog: int = 0) -> int:
+        limits.append(limit)
+        return index_search(limit, min_backlog=min_backlog)
+
+    loaded.index_search = recorded  # type: ignore[method-assign]
+    maintenance = Maintenance(loaded, {})
+    total = 0
+    for tick in range(50):
+        maintenance.run_once(tick)
+        total = indexed_upto(loaded)
+        if total == 300:
+            break
+    assert total == 300 and loaded.not_yet_searchable() == 0
+    assert set(limits) == {SEARCH_BATCH}
+
+
+def test_one_process_indexes_and_another_takes_over_when_it_is_gone(loaded: SQLiteStore,
+                                                                    db_path: str) -> None:
+    other = SQLiteStore(db_path)  # as another worker process would open it
+    first, second = Maintenance(loaded, {}), Maintenance(other, {})
+    try:
+        first.index_search()  # the first look sees events arriving: a small backlog waits
+        assert first.index_search() == 300  # ingest is quiet: all of it
+        assert loaded.claim_upkeep("search-index")
+        assert not other.claim_upkeep("search-index")
+        bulk.fill(db_path, 20, first=301, word="otter")
+        second.index_search()
+        assert second.index_search() == 0
+        loaded.close()  # the indexing process is gone
+        assert second.index_search() == 20
+    finally:
+        other.close()
+
+
+def test_maintenance_leaves_a_small_backlog_while_events_arrive(
+        loaded: SQLiteStore, db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_search, "RECENT_SCAN", RECENT_SCAN)
+    maintenance = Maintenance(loaded, {})
+    maintenance.index_search()
+    maintenance.index_search()  # quiet: the 300 are indexed
+    bulk.fill(db_path, 100, first=301, word="otter")
+    assert maintenance.index_search() == 0  # events arrived: 100 wait, a search scans them
+    assert search_ids(loaded)[:100] == list(range(400, 300, -1))
+    bulk.fill(db_path, SEARCH_DEFER_WHILE_BUSY, first=401, word="otter")
+    assert maintenance.index_search() > 0  # still arriving, but past the threshold
+    assert maintenance.index_search() > 0 or indexed_upto(loaded) == 2400  # quiet again
+    while maintenance.index_search():
+        pass
+    assert indexed_upto(loaded) == 2400 and loaded.not_yet_searchable() == 0
+
+
+def test_indexing_leaves_the_end_of_a_size_cap_to_deliveries(db_path: str) -> None:
+    bulk.fill(db_path, 300, word="otter")
+    store = SQLiteStore(db_path, max_size=1)  # already past the cap: no room to grow
+    try:
+        assert store.index_search(100) == 0
+        assert store.not_yet_searchable() == 300 - SCAN
+    finally:
+        store.close()
+
+
+# -- what users see ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client(db_path: str, make_app: Any) -> Any:
+    bulk.fill(db_path, 300, word="otter")
+    app = make_app()
+    app.extensions["receiver.store"].index_search(100)
+    return app.test_client()
+
+
+def test_api_search_says_how_many_events_are_not_yet_searchable(client: Any) -> None:
+    answer = client.get("/api/events?q=otter&limit=60").get_json()
+    assert answer["not_yet_searchable"] == 150
+    assert [event["id"] for event in answer["events"]] == [*range(300, 250, -1),
+                                                           *range(100, 90, -1)]
+    assert "not_yet_searchable" not in client.get("/api/events").get_json()
+
+
+def test_history_page_says_how_many_events_are_not_yet_searchable(client: Any) -> None:
+    page = " ".join(client.get("/?q=otter").get_data(as_text=True).split())
+    assert "150 recent events are not searchable yet" in page
+    assert "not searchable yet" not in client.get("/").get_data(as_text=True)
+
+
+def test_export_of_a_search_says_what_it_could_not_see(client: Any) -> None:
+    lines = client.get("/api/export.ndjson?q=otter").get_data(as_text=True).splitlines()
+    complete = json.loads(lines[-1])
+    assert complete == {"complete": True, "count": 150, "not_yet_searchable": 150}
+    assert len(lines) == 151
+
+
+def test_search_answers_without_a_backlog_say_zero(make_app: Any) -> None:
+    client = make_app().test_client()
+    assert client.get("/api/events?q=otter").get_json()["not_yet_searchable"] == 0
