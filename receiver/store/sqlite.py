@@ -372,8 +372,8 @@ class SQLiteStore(Store):
             list[Event], str | None]:
         """A search alone: the page is cut inside the full-text index (newest rowids first),
         so a common word does not fetch every matching event (6.7 -> 0.2 ms at 1M)."""
-        query = self.db.quote_fts(q)
-        if not any(char.isalnum() for char in query):
+        query = self._fts_query(q)
+        if query is None:
             return [], None
         self.catch_up_search()
         sql = ("SELECT rowid FROM events_fts WHERE events_fts MATCH ?"
@@ -428,14 +428,21 @@ class SQLiteStore(Store):
             where.append("received_at < ?")
             params.append(filters.until)
         if filters.q:
-            query = self.db.quote_fts(filters.q)
-            if not any(char.isalnum() for char in query):
+            query = self._fts_query(filters.q)
+            if query is None:
                 where.append("0")  # nothing searchable (only quotes or punctuation)
             else:
                 self.catch_up_search()
                 where.append("id IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
                 params.append(query)
         return where, params
+
+    def _fts_query(self, q: str) -> str | None:
+        """Any text as an FTS5 phrase query of its words, or None when it has none. Each
+        word is quoted (``NOT``, ``*`` or ``"`` mean nothing special) and NUL becomes a
+        space: FTS5 reads its query as a C string and fails on one."""
+        query = self.db.quote_fts(q.replace("\x00", " "))
+        return query if any(char.isalnum() for char in query) else None
 
     def event_counts(self) -> dict[str, int]:
         count_events = self.conn.execute("SELECT count(*) FROM events").fetchone()[0]

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from .. import dispatch, mask, redeliver
+from ..dialects.base import parse_json
 from ..errors import BadRequest
 from ..events import Event
 from ..store import Store
@@ -50,12 +51,10 @@ def json_options() -> Any:
     cannot send it, so an open (tokenless) receiver cannot be made to replay by another site."""
     if not request.is_json:
         raise BadRequest('send a JSON body with Content-Type: application/json, such as {}')
-    if not request.get_data().strip():
+    body = request.get_data()
+    if not body.strip():
         return {}
-    options = request.get_json(silent=True)
-    if options is None:
-        raise BadRequest("body is not valid JSON")
-    return options
+    return parse_json(body)  # the ingest parser: the same sentences, no NaN or surrogates
 
 
 @bp.get("/api/events")
@@ -85,7 +84,9 @@ def replay_event(event_id: int) -> Response:
     options = json_options()
     if not isinstance(options, dict):
         raise BadRequest("replay options must be a JSON object")
-    only_failed = bool(options.get("only_failed", False))
+    only_failed = options.get("only_failed", False)
+    if not isinstance(only_failed, bool):
+        raise BadRequest("only_failed must be true or false")
     names = options.get("handlers")
     if names is not None and (not isinstance(names, list)
                               or not all(isinstance(name, str) for name in names)):

@@ -24,7 +24,9 @@ def parse_id(value: str | None, name: str) -> int | None:
     if not DIGITS.fullmatch(value) or int(value) > MAX_ID:
         raise BadRequest(f"{name} must be an id from a previous answer; got {value!r}")
     return int(value)
-EVENT_TYPE = re.compile(r"^(\*|[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*(\.\*)?)$")
+
+
+EVENT_TYPE = re.compile(r"\*|[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*(\.\*)?")
 
 
 def _choice(args: Mapping[str, str], name: str, options: tuple[str, ...]) -> str | None:
@@ -40,14 +42,14 @@ def _time(args: Mapping[str, str], name: str) -> str | None:
         return None
     moment = iso_time(value)
     if moment is None:
-        raise BadRequest(f"{name} must be an ISO 8601 time such as 2026-11-25T09:00:00Z; "
-                         f"got {value!r}")
+        raise BadRequest(f"{name} must be an ISO 8601 time from year 1 to 9999 (UTC), such as "
+                         f"2026-11-25T09:00:00Z; got {value!r}")
     return moment
 
 
 def _event_type(args: Mapping[str, str]) -> str | None:
     event_type = args.get("event_type") or None
-    if event_type is not None and not EVENT_TYPE.match(event_type):
+    if event_type is not None and not EVENT_TYPE.fullmatch(event_type):
         raise BadRequest("event_type must be a dotted type such as license.created, or a "
                          f"prefix such as license.*; got {event_type!r}")
     return event_type
