@@ -30,7 +30,9 @@ from werkzeug.wrappers import Response
 from ..errors import ReceiverError
 from .csrf import check_csrf
 
-OPEN_PREFIXES = ("/hooks", "/-/health", "/login", "/logout", "/static/")
+# The OpenAPI description is open too: it is the file shipped in the package, with no data
+# or settings in it, and tools read the bearer scheme from it before they have the token.
+OPEN_PREFIXES = ("/hooks", "/-/health", "/api/openapi.json", "/login", "/logout", "/static/")
 SESSION_KEY = "inspector"
 
 bp = Blueprint("access", __name__)

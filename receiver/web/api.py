@@ -8,9 +8,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
-from .. import dispatch, mask, redeliver
+from .. import PACKAGE_DIR, dispatch, mask, redeliver
 from ..dialects.base import parse_json
 from ..errors import BadRequest
 from ..events import Event
@@ -19,6 +19,9 @@ from .access import is_signed_in
 from .filters import delivery_filters, event_filters, page_args, parse_id
 
 bp = Blueprint("api", __name__)
+
+#: The OpenAPI 3.1 description of this API and of ingest, written by hand beside the code.
+OPENAPI_FILE = PACKAGE_DIR / "openapi.json"
 
 
 def get_store() -> Store:
@@ -195,6 +198,12 @@ def export_events() -> Response:
             yield json.dumps(event_json(event, revealed=revealed)) + "\n"
 
     return Response(lines(), mimetype="application/x-ndjson")
+
+
+@bp.get("/api/openapi.json")
+def openapi() -> Response:
+    """The description as the file it is (ETag and Last-Modified from the file)."""
+    return send_file(OPENAPI_FILE, mimetype="application/json")
 
 
 @bp.get("/-/health")

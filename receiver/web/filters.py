@@ -87,7 +87,7 @@ def delivery_filters(args: Mapping[str, str]) -> DeliveryFilters:
 def page_args(args: Mapping[str, str]) -> tuple[int, int | None]:
     """``limit`` (default 50, at most 500) and the keyset ``cursor``."""
     raw_limit = args.get("limit") or "50"
-    if not DIGITS.fullmatch(raw_limit) or int(raw_limit) < 1:
+    if not DIGITS.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_ID:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}; got {raw_limit!r}")
     cursor = parse_id(args.get("cursor"), "cursor (a value from a previous answer's next)")
     return min(int(raw_limit), MAX_LIMIT), cursor
