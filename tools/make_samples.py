@@ -4,18 +4,19 @@ normalized event record for every event type of every sender the receiver unders
 
 Usage::
 
-    python tools/make_samples.py                 # (re)write samples/
-    python tools/make_samples.py --check         # exit 1 if samples/ differs from the output
-    python tools/make_samples.py --seeds DIR     # vendor seed documents (default below)
+    python tools/make_samples.py SEEDS           # (re)write samples/
+    python tools/make_samples.py SEEDS --check   # exit 1 if samples/ differs from the output
 
-The event lists of Keygen and LicenseSpring and the Revenera FNO payloads are read from the
-vendor seed documents (``/work/shared/seeds`` unless ``--seeds`` or ``$SAMPLES_SEEDS`` says
-otherwise). Everything else is fixed here. The output is deterministic: ids are derived from
-fixed names by hashing, times from a fixed base; nothing is random.
+``SEEDS`` is the folder of vendor documents the event lists of Keygen and LicenseSpring and
+the Revenera FNO payloads are read from (``keygen-event-types.txt``,
+``licensespring-events.txt``, ``revenera-fno-payloads.txt``: text copied from the vendors'
+pages; not shipped with the project). ``$SAMPLES_SEEDS`` names it when the argument is left
+out. Everything else is fixed here. The output is deterministic: ids are derived from fixed
+names by hashing, times from a fixed base; nothing is random.
 
 The expected records are computed here from the values put into each body, following the
-mapping rules of DIALECTS.md; nothing is imported from the ``receiver`` package, so the files
-are an independent check of it. Standard library only.
+mapping rules of docs/senders.md; nothing is imported from the ``receiver`` package, so the
+files are an independent check of it. Standard library only.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
-DEFAULT_SEEDS = Path(os.environ.get("SAMPLES_SEEDS", "/work/shared/seeds"))
+SEED_FILES = ("keygen-event-types.txt", "licensespring-events.txt", "revenera-fno-payloads.txt")
 
 SOURCES = ("keygen", "licensespring", "fno", "zentitle", "standard", "generic")
 RECORD_KEYS = (
@@ -1532,8 +1533,9 @@ samples/
 `<name>` is the event type (`license.created`); a second sample of the same type in one
 source gets `@variant` (`entitlement.updated@line-item`). Iterate over `index.json` rather
 than globbing `*.json` (which also matches the `.headers.json` and `.normalized.json` files).
-The generator reads the vendor seed documents (`--seeds DIR`, default `/work/shared/seeds`)
-for the Keygen and LicenseSpring event lists and the FNO payloads. Counts:
+The generator reads the Keygen and LicenseSpring event lists and the FNO payloads from a
+folder of vendor documents named on its command line (`python tools/make_samples.py SEEDS`;
+the documents are not shipped with the project). Counts:
 
 {counts}
 
@@ -1541,7 +1543,8 @@ for the Keygen and LicenseSpring event lists and the FNO payloads. Counts:
 
 `<name>.normalized.json` has exactly the keys `source, event_type, vendor_event,
 external_id, occurred_at, account, actor, subject_type, subject_id, data`: the part of the
-event record (CONTRACT.md §1) that comes from the request. Times are
+event record ([docs/reference.md](../docs/reference.md#the-event-record)) that comes from
+the request. Times are
 `YYYY-MM-DDTHH:MM:SS.mmmZ`; ids that are ints in the body are strings; null stays null.
 `external_id` is `sha256:<hex>` of the exact `.json` bytes for fno and generic (the sender
 gives no id), and the literal placeholder `ping:*` for the Zentitle test ping (pings get a
@@ -1680,13 +1683,29 @@ def validate(samples: list[Sample], seeds: Path) -> None:
         raise SystemExit(f"sample counts {counts} != expected {expected}")
 
 
+def seeds_problem(seeds: Path | str | None) -> str | None:
+    """Why ``seeds`` cannot be read from, as a sentence; None when it can."""
+    if seeds is None:
+        return ("name the folder of vendor documents the samples are made from: "
+                "python tools/make_samples.py SEEDS (or set $SAMPLES_SEEDS)")
+    folder = Path(seeds)
+    if not folder.is_dir():
+        return f"the vendor documents' folder {folder} does not exist"
+    missing = [name for name in SEED_FILES if not (folder / name).is_file()]
+    if missing:
+        return f"the vendor documents' folder {folder} has no {', '.join(missing)}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--seeds",
+        "seeds",
         type=Path,
-        default=DEFAULT_SEEDS,
-        help=f"vendor seed documents (default {DEFAULT_SEEDS})",
+        nargs="?",
+        default=os.environ.get("SAMPLES_SEEDS") or None,
+        metavar="SEEDS",
+        help=f"folder of vendor documents ({', '.join(SEED_FILES)}); default $SAMPLES_SEEDS",
     )
     parser.add_argument("--out", type=Path, default=SAMPLES, help="output directory")
     parser.add_argument(
@@ -1695,9 +1714,10 @@ def main(argv: list[str] | None = None) -> int:
         help="write nothing; exit 1 if the output directory is out of date",
     )
     args = parser.parse_args(argv)
-    if not args.seeds.is_dir():
-        parser.error(f"seed directory {args.seeds} not found (use --seeds or $SAMPLES_SEEDS)")
-    files = build(args.seeds)
+    problem = seeds_problem(args.seeds)
+    if problem:
+        parser.error(problem)
+    files = build(Path(args.seeds))
     out: Path = args.out
 
     managed = [out / name for name in ("index.json", "README.md")]
