@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     RESULTS_DIR,
+    ROOT,
     GunicornSettings,
     Server,
     free_port,
@@ -199,6 +200,16 @@ def index_costs(work: Path, config: Path, raws: list[bytes]) -> dict[str, float]
     return out
 
 
+def portable_paths(text: str) -> str:
+    """Profiled file names without this machine's directories: the checkout's files relative
+    to it, installed packages relative to site-packages, the standard library as <py>."""
+    for site in sorted({p for p in sys.path if p.endswith("site-packages")}, key=len,
+                       reverse=True):
+        text = text.replace(site + "/", "")
+    text = text.replace(str(ROOT) + "/", "")
+    return text.replace(str(Path(sys.base_prefix)), "<py>")
+
+
 def cprofile(app: Any, raws: list[bytes], path: Path, top: int = 25) -> list[list[str]]:
     environs = [environ_of(raw) for raw in raws]
     profiler = cProfile.Profile()
@@ -210,14 +221,12 @@ def cprofile(app: Any, raws: list[bytes], path: Path, top: int = 25) -> list[lis
     stats = pstats.Stats(profiler, stream=stream)
     stats.sort_stats("tottime").print_stats(top)
     stats.sort_stats("cumulative").print_stats(40)
-    path.write_text(stream.getvalue())
+    path.write_text(portable_paths(stream.getvalue()))
     rows = []
     entries = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
     total = sum(value[2] for value in stats.stats.values())  # type: ignore[attr-defined]
     for (filename, line, function), (_cc, calls, tottime, cumtime, _callers) in entries[:top]:
-        short = filename.replace(str(Path(sys.prefix)), "<py>")
-        short = short.split("site-packages/")[-1].split("/work/main/")[-1]
-        short = short.split("/tmp/bench-snap/")[-1]
+        short = portable_paths(filename).split("/tmp/bench-snap/")[-1]
         rows.append([f"{function} ({short}:{line})", f"{calls / len(environs):.1f}",
                      f"{tottime / len(environs) * 1e6:.1f}",
                      f"{cumtime / len(environs) * 1e6:.1f}", f"{tottime / total * 100:.1f}"])
