@@ -1,5 +1,5 @@
-"""The ``receiver`` command (CONTRACT §7): samples, events, show, export, replay, bad
-arguments, and ``trigger`` against a real ``receiver serve``."""
+"""The ``receiver`` command (docs/reference.md#command-line): samples, events, show, export,
+replay, bad arguments, and ``trigger`` against a real ``receiver serve``."""
 
 from __future__ import annotations
 

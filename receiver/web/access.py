@@ -1,5 +1,6 @@
-"""``RECEIVER_INSPECTOR_TOKEN`` (CONTRACT §4): ingest and health stay open, everything else
-needs the token as ``Authorization: Bearer`` or the signed session set by ``/login``.
+"""``RECEIVER_INSPECTOR_TOKEN`` (docs/reference.md#access): ingest, health and the OpenAPI
+description stay open, everything else needs the token as ``Authorization: Bearer`` or the
+signed session set by ``/login``.
 
 Without a token everything is open. With one, a browser asking for a page is sent to
 ``/login`` (and back afterwards); JSON clients get a 401. The session cookie (signed with

@@ -1,4 +1,5 @@
-"""The JSON API (CONTRACT §3): events, deliveries, raw bytes, replay, redeliver, export."""
+"""The JSON API (docs/reference.md#the-json-api): events, deliveries, raw bytes, replay,
+redeliver, export, and the OpenAPI description of it all."""
 
 from __future__ import annotations
 
