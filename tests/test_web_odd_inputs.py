@@ -65,6 +65,18 @@ def test_a_time_outside_the_utc_calendar_is_a_400(client, path, moment) -> None:
     assert "since must be an ISO 8601 time from year 1 to 9999" in response.json["error"]
 
 
+@pytest.mark.parametrize("path", ["/api/events", "/"])
+@pytest.mark.parametrize("digits", ["\u00b3", "\u2460\u2461"])
+def test_digits_that_are_no_number_are_no_time(client, path, digits) -> None:
+    """``"³".isdigit()`` is true, ``int("³")`` raises: not a time, a 400."""
+    response = client.get(path, query_string={"until": digits},
+                          headers={"Accept": "application/json"})
+    assert response.status_code == 400
+    assert "until must be an ISO 8601 time" in response.json["error"]
+    posted = client.post("/hooks", json={"type": "x.y", "timestamp": digits})
+    assert posted.status_code == 200, posted.json
+
+
 def test_payload_time_outside_the_utc_calendar_is_no_time(client, store) -> None:
     response = client.post("/hooks", json={"type": "x.y",
                                            "timestamp": "0001-01-01T00:00:00+14:00"})
