@@ -439,7 +439,10 @@ def parse_age(value: str) -> dt.timedelta:
     if not match:
         raise ValueError(f"expected an age such as 30d, 12h or 2w; got {value!r}")
     unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    return dt.timedelta(**{unit[match.group(2)]: int(match.group(1))})
+    try:
+        return dt.timedelta(**{unit[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise ValueError(f"{value!r} is longer than the calendar holds") from None
 
 
 @cli.command()
@@ -457,8 +460,12 @@ def purge(older_than: str, event_type: str | None, db: str | None) -> None:
         raise click.BadParameter(str(error), param_hint="--older-than") from None
     if event_type:
         _filters({"event_type": event_type})
+    try:
+        cutoff = format_time(dt.datetime.now(dt.UTC) - age)
+    except OverflowError:
+        raise click.BadParameter(f"{older_than!r} reaches back before year 1",
+                                 param_hint="--older-than") from None
     store = _open_store(db)
-    cutoff = format_time(dt.datetime.now(dt.UTC) - age)
     counts = store.purge(cutoff, event_type=event_type)
     click.echo(f"deleted {counts['events']} events, {counts['deliveries']} deliveries, "
                f"{counts['handler_runs']} handler runs received before {cutoff}")
@@ -514,7 +521,7 @@ def forward(from_url: str, token: str | None, to_url: str, endpoint: str | None,
     from . import forward as forwarding
     from .web.filters import EVENT_TYPE
 
-    if event_type is not None and not EVENT_TYPE.match(event_type):
+    if event_type is not None and not EVENT_TYPE.fullmatch(event_type):
         raise click.BadParameter("a dotted type such as license.created, or a prefix such as "
                                  f"license.*; got {event_type!r}", param_hint="--event-type")
     forwarder = None

@@ -63,7 +63,8 @@ class Delivery:
 
 @dataclass
 class NormalizedEvent:
-    """One event in the shape of CONTRACT §1, before it has an id or a receive time."""
+    """One event in the shape of the event record (docs/reference.md), before it has an id or
+    a receive time."""
 
     source: str
     event_type: str
@@ -93,7 +94,7 @@ class NormalizedEvent:
 
 @dataclass
 class Event:
-    """A stored event as handlers and the API see it (CONTRACT §1)."""
+    """A stored event as handlers and the API see it (docs/reference.md, the event record)."""
 
     id: int
     source: str

@@ -43,7 +43,17 @@ def forwardable_headers(headers: Iterable[Sequence[str]], *,
 
 
 def check_allowed(url: str, allow: Iterable[str]) -> urllib.parse.SplitResult:
-    parts = urllib.parse.urlsplit(url)
+    """The parts of an absolute http(s) URL whose host ``allow`` lists; ``BadRequest`` for
+    anything ``http.client`` could not send (a bad port, spaces, non-ASCII: percent-encode
+    it), ``Forbidden`` for another host."""
+    if not url.isascii() or any(char <= " " or char == "\x7f" for char in url):
+        raise BadRequest("url must be ASCII without spaces or control characters "
+                         f"(percent-encode the rest); got {url!r}")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port out of range or not a number)
+    except ValueError as error:
+        raise BadRequest(f"url is not a valid URL ({error}); got {url!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadRequest(f"url must be an absolute http(s) URL; got {url!r}")
     host = parts.hostname.lower()

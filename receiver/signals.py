@@ -171,7 +171,7 @@ class Handler:
 
 @dataclass
 class Run:
-    """One handler run (CONTRACT §1 without ``id`` and ``event_id``, which the store adds)."""
+    """One handler run (docs/reference.md) without ``id`` and ``event_id``: the store adds them."""
 
     handler: str
     status: str

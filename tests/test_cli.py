@@ -1,5 +1,5 @@
-"""The ``receiver`` command (CONTRACT §7): samples, events, show, export, replay, bad
-arguments, and ``trigger`` against a real ``receiver serve``."""
+"""The ``receiver`` command (docs/reference.md#command-line): samples, events, show, export,
+replay, bad arguments, and ``trigger`` against a real ``receiver serve``."""
 
 from __future__ import annotations
 
@@ -335,6 +335,10 @@ def test_cli_purge_older_than(runner: CliRunner, db_path: str, store: Any) -> No
     assert store.event_counts() == {"events": 1, "deliveries": 1}
     bad = runner.invoke(cli, ["purge", "--older-than", "soon"], env=env)
     assert bad.exit_code != 0 and "older-than" in bad.output
+    for age, sentence in (("99999999999d", "longer than the calendar holds"),
+                          ("900000d", "reaches back before year 1")):
+        bad = runner.invoke(cli, ["purge", "--older-than", age], env=env)
+        assert bad.exit_code == 2 and sentence in bad.output, bad.output
 
 
 # -- serve refuses bad settings before starting -------------------------------------------

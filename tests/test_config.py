@@ -1,4 +1,5 @@
-"""Settings (CONTRACT §5): defaults, RECEIVER_* env, the TOML file, precedence, bad values."""
+"""Settings (docs/reference.md#settings): defaults, RECEIVER_* env, the TOML file, precedence,
+bad values."""
 
 from __future__ import annotations
 

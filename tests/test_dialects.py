@@ -14,6 +14,8 @@ from receiver.errors import ReceiverError
 from receiver.events import Delivery, NormalizedEvent
 
 from .conftest import all_samples, sample
+from .hostile import json_body as hostile_json_body
+from .hostile import json_documents, shaped_documents
 
 
 def delivery_of(body: bytes, headers: dict[str, str] | None = None) -> Delivery:
@@ -146,6 +148,23 @@ def test_any_document_gives_an_event_or_a_receiver_error(document, source) -> No
     for field in ("account", "actor", "subject_id", "subject_type", "occurred_at"):
         assert getattr(event, field) is None or isinstance(getattr(event, field), str)
     json.dumps(event.data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=shaped_documents | json_documents,
+       source=st.sampled_from(sorted(dialects.DIALECTS)))
+def test_any_posted_json_gives_a_storable_event_or_a_receiver_error(document, source) -> None:
+    """Bodies with NaN, 1e999, escaped unpaired surrogates, NUL and far-off times: the
+    record either is refused with a 400 or holds only what SQLite and JSON can carry."""
+    body = hostile_json_body(document)
+    try:
+        parsed = base.parse_json(body)
+        event = dialects.normalize(source, delivery_of(body), parsed, parsed=True)
+    except ReceiverError as error:
+        assert error.status == 400 and error.message
+        return
+    record = event.as_dict()
+    json.dumps(record, allow_nan=False, ensure_ascii=False).encode("utf-8")
 
 
 @settings(max_examples=300, deadline=None)

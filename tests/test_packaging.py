@@ -1,6 +1,7 @@
 """The wheel, not the checkout: ``pip install .`` (non-editable) must ship the templates,
-samples and static files that live outside the package in the checkout, and the entry
-points. The other tests run against the editable install, which would hide a file left out."""
+samples and static files that live outside the package in the checkout, the OpenAPI
+description, and the entry points. The other tests run against the editable install, which
+would hide a file left out."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def test_wheel_ships_every_resource_file(wheel: Path) -> None:
     wanted += [f"receiver/samples/{path.relative_to(ROOT / 'samples')}"
                for path in (ROOT / "samples").rglob("*") if path.is_file()]
     wanted += [f"receiver/static/{path.name}" for path in (ROOT / "receiver" / "static").iterdir()]
+    wanted.append("receiver/openapi.json")
     assert len(wanted) > 500
     assert sorted(set(wanted) - names) == []
 
@@ -85,6 +87,8 @@ def test_unpacked_wheel_serves_pages_and_samples(wheel: Path, tmp_path: Path) ->
         event = client.get(f"/events/{{posted.json['event_id']}}")
         assert event.status_code == 200
         assert client.get("/static/inspector.css").status_code == 200
+        described = client.get("/api/openapi.json")
+        assert described.status_code == 200 and described.json["openapi"] == "3.1.0"
         print("ok")
     """)
     env = {**os.environ, "PYTHONPATH": str(site)}

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -10,9 +13,14 @@ import pytest
 
 from receiver.config import SOURCES
 
-from .conftest import SAMPLES, Sample, all_samples
+from .conftest import ROOT, SAMPLES, Sample, all_samples
 
-SEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "seeds"
+#: The vendor documents the samples are made from are not shipped with the project: a
+#: maintainer who has them sets SAMPLES_SEEDS, and the tests below that need them run.
+SEEDS = Path(os.environ.get("SAMPLES_SEEDS") or "/nonexistent")
+needs_seeds = pytest.mark.skipif(not SEEDS.is_dir(),
+                                 reason="SAMPLES_SEEDS names no folder of vendor documents")
+GENERATOR = ROOT / "tools" / "make_samples.py"
 
 
 @pytest.mark.parametrize("item", all_samples(), ids=str)
@@ -62,7 +70,7 @@ def _licensespring_seed_events() -> set[str]:
             if after.startswith("Publishers:")}
 
 
-@pytest.mark.skipif(not SEEDS.is_dir(), reason="vendor seeds (../shared/seeds) not present")
+@needs_seeds
 def test_samples_cover_every_seed_event_type() -> None:
     names = {(item.source, item.event_type) for item in all_samples()}
     keygen = _keygen_seed_types()
@@ -87,3 +95,39 @@ def test_broken_vendor_samples_are_kept_verbatim_and_refused(client, store) -> N
         assert stored["error"] == response.json["error"]
         corrected = path.with_name(path.name.replace(".vendor.txt", ".json"))
         json.loads(corrected.read_bytes())
+
+
+def run_generator(*args: str,
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "SAMPLES_SEEDS"}
+    return subprocess.run([sys.executable, str(GENERATOR), *args], capture_output=True,
+                          text=True, env={**environment, **(env or {})}, timeout=120)
+
+
+@needs_seeds
+def test_generator_check_says_samples_are_up_to_date() -> None:
+    result = run_generator(str(SEEDS), "--check")
+    assert result.returncode == 0, result.stderr
+    assert run_generator("--check", env={"SAMPLES_SEEDS": str(SEEDS)}).returncode == 0
+
+
+@needs_seeds
+def test_generator_check_finds_a_changed_sample(tmp_path: Path) -> None:
+    out = tmp_path / "samples"
+    assert run_generator(str(SEEDS), "--out", str(out)).returncode == 0
+    (out / "fno" / "device.created.json").write_text("{}")
+    result = run_generator(str(SEEDS), "--out", str(out), "--check")
+    assert result.returncode == 1 and "out of date: fno/device.created.json" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "sentence"), [
+    ((), "name the folder of vendor documents the samples are made from"),
+    (("/nonexistent/seeds",), "the vendor documents' folder /nonexistent/seeds does not exist"),
+    (("{empty}", "--check"), "has no keygen-event-types.txt, licensespring-events.txt, "
+                             "revenera-fno-payloads.txt"),
+])
+def test_generator_without_the_vendor_documents_says_so(tmp_path: Path, args, sentence) -> None:
+    result = run_generator(*[arg.format(empty=tmp_path) for arg in args])
+    assert result.returncode == 2
+    assert sentence in result.stderr
+    assert "Traceback" not in result.stderr

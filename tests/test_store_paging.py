@@ -1,5 +1,5 @@
 """Filtered history pages are the same whether they come from the ordered window scan or
-from the index fallback (CONTRACT §3: newest first, keyset paging)."""
+from the index fallback (newest first, keyset paging)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The JSON API (CONTRACT §3, §4): filters, paging, detail, raw bytes, masking, export,
+"""The JSON API (docs/reference.md): filters, paging, detail, raw bytes, masking, export,
 health, the inspector token, replay and redeliver to a real local HTTP server."""
 
 from __future__ import annotations

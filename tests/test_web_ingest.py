@@ -1,4 +1,5 @@
-"""POST /hooks: every row of CONTRACT §2, bad input with a clear error, nothing lost."""
+"""POST /hooks: every row of the answers table in docs/reference.md#ingest, bad input with a
+clear error, nothing lost."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The inspector's pages (CONTRACT §3, §4): history with filters and keyset paging, rejected
+"""The inspector's pages (docs/reference.md): history with filters and keyset paging, rejected
 deliveries, event and delivery pages, replay and redeliver forms with CSRF, masking, HTML
 escaping of hostile payloads, and access with and without ``RECEIVER_INSPECTOR_TOKEN``.
 

@@ -1,4 +1,4 @@
-"""The senders we understand, in the recognition order of DIALECTS.md.
+"""The senders we understand, in the recognition order of docs/senders.md.
 
 Each dialect module offers ``matches(delivery, document) -> bool`` and
 ``normalize(delivery, document) -> NormalizedEvent``; both are pure.
@@ -16,7 +16,7 @@ from .base import parse_json
 
 __all__ = ["DIALECTS", "detect", "detect_by_headers", "normalize", "parse_json"]
 
-#: Recognition order (DIALECTS.md): signature headers and envelopes before loose shapes.
+#: Recognition order (docs/senders.md): signature headers and envelopes before loose shapes.
 DETECTION_ORDER: tuple[ModuleType, ...] = (keygen, standard, fno, zentitle, licensespring)
 DIALECTS: dict[str, ModuleType] = {
     module.SOURCE: module for module in (*DETECTION_ORDER, generic)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
+import re
 from typing import Any
 
 from ..errors import BadRequest
@@ -22,7 +24,7 @@ def parse_json(body: bytes) -> Any:
             f"{error.start}); JSON webhooks must be UTF-8"
         ) from None
     try:
-        return json.loads(text)
+        return loads(text)
     except json.JSONDecodeError as error:
         raise BadRequest(
             f"body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
@@ -31,6 +33,61 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest("body is not acceptable JSON: nested too deeply") from None
     except ValueError as error:  # e.g. an integer with more digits than Python allows
         raise BadRequest(f"body is not acceptable JSON: {error}") from None
+
+
+# "\\ud800" to "\\udfff" in JSON text: an escape that may leave a surrogate unpaired.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"the number {text[:40]} is too large for a 64-bit float")
+    return number
+
+
+def loads(text: str) -> Any:
+    """``json.loads`` limited to what can be stored and sent on as JSON again.
+
+    Python's parser also takes ``NaN`` and ``Infinity`` (not JSON) and reads ``1e999`` as an
+    infinity that no JSON encoder can write back: both raise ``ValueError`` here. An escaped
+    unpaired surrogate (``"\\ud800"``, which JavaScript writes for a cut emoji) is valid JSON
+    but not text that UTF-8, SQLite or a page can hold: it is read as U+FFFD. The stored raw
+    body keeps the original bytes either way.
+    """
+    document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    if _SURROGATE_ESCAPE.search(text):
+        document = without_surrogates(document)
+    return document
+
+
+def without_surrogates(document: Any) -> Any:
+    """The parsed document with every unpaired surrogate, in keys and values, replaced by
+    U+FFFD. Iterative, in place: documents nest as deep as the parser allows."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return _SURROGATES.sub(REPLACEMENT, value)
+        if isinstance(value, (dict, list)):
+            pending.append(value)
+        return value
+
+    pending: list[Any] = []
+    document = clean(document)
+    while pending:
+        container = pending.pop()
+        if isinstance(container, list):
+            container[:] = [clean(item) for item in container]
+        else:
+            items = [(clean(key), clean(value)) for key, value in container.items()]
+            container.clear()
+            container.update(items)
+    return document
 
 
 def body_hash_id(delivery: Delivery) -> str:
@@ -63,13 +120,16 @@ def iso_time(value: Any) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "³".isdigit() too, but it is no number
         return epoch_time(int(text))
     try:
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None
-    return format_time(moment)
+    try:
+        return format_time(moment)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before the first UTC moment Python has
+        return None
 
 
 def epoch_time(seconds: float) -> str | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import BadRequest
 from ..events import Delivery, NormalizedEvent
-from .base import as_text, body_hash_id, dig, first_segment, iso_time
+from .base import as_text, body_hash_id, dig, first_segment, iso_time, loads
 
 SOURCE = "keygen"
 SIGNATURE_HEADERS = ("Keygen-Signature", "X-Signature")
@@ -56,13 +56,16 @@ def parse_payload(payload: Any) -> Any:
     if not isinstance(payload, str):
         raise BadRequest("Keygen webhook has no data.attributes.payload string")
     try:
-        return json.loads(payload)
+        return loads(payload)
     except json.JSONDecodeError as error:
         raise BadRequest(f"Keygen webhook data.attributes.payload is not valid JSON: "
                          f"{error.msg} at position {error.pos}") from None
-    except (RecursionError, ValueError) as error:
-        raise BadRequest(f"Keygen webhook data.attributes.payload is not acceptable JSON: "
-                         f"{type(error).__name__}") from None
+    except RecursionError:
+        raise BadRequest("Keygen webhook data.attributes.payload is not acceptable JSON: "
+                         "nested too deeply") from None
+    except ValueError as error:
+        raise BadRequest("Keygen webhook data.attributes.payload is not acceptable JSON: "
+                         f"{error}") from None
 
 
 def _singular(resource_type: str) -> str:

@@ -63,8 +63,9 @@ class SearchIndex:
 
     def fts_query(self, q: str) -> str | None:
         """The user's words as an FTS5 query (each word quoted: no operators); None when
-        nothing in it can match (only quotes or punctuation)."""
-        query = self._store.db.quote_fts(q)
+        nothing in it can match (only quotes or punctuation). NUL becomes a space: FTS5
+        reads its query as a C string and fails on one."""
+        query = self._store.db.quote_fts(q.replace("\x00", " "))
         return query if any(char.isalnum() for char in query) else None
 
     # -- the background side ----------------------------------------------------------

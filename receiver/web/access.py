@@ -1,5 +1,6 @@
-"""``RECEIVER_INSPECTOR_TOKEN`` (CONTRACT §4): ingest and health stay open, everything else
-needs the token as ``Authorization: Bearer`` or the signed session set by ``/login``.
+"""``RECEIVER_INSPECTOR_TOKEN`` (docs/reference.md#access): ingest, health and the OpenAPI
+description stay open, everything else needs the token as ``Authorization: Bearer`` or the
+signed session set by ``/login``.
 
 Without a token everything is open. With one, a browser asking for a page is sent to
 ``/login`` (and back afterwards); JSON clients get a 401. The session cookie (signed with
@@ -39,7 +40,9 @@ from werkzeug.wrappers import Response
 from ..errors import ReceiverError
 from .csrf import check_csrf
 
-OPEN_PREFIXES = ("/hooks", "/-/health", "/login", "/logout", "/static/")
+# The OpenAPI description is open too: it is the file shipped in the package, with no data
+# or settings in it, and tools read the bearer scheme from it before they have the token.
+OPEN_PREFIXES = ("/hooks", "/-/health", "/api/openapi.json", "/login", "/logout", "/static/")
 SESSION_KEY = "inspector"
 LOGIN_LINK_SALT = "receiver.login-link"
 LOGIN_LINK_MINUTES = 15

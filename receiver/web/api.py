@@ -1,4 +1,5 @@
-"""The JSON API (CONTRACT §3): events, deliveries, raw bytes, replay, redeliver, export."""
+"""The JSON API (docs/reference.md#the-json-api): events, deliveries, raw bytes, replay,
+redeliver, export, and the OpenAPI description of it all."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import base64
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
-from .. import dispatch, export, mask, redeliver
+from .. import PACKAGE_DIR, dispatch, export, mask, redeliver
+from ..dialects.base import parse_json
 from ..errors import BadRequest
 from ..events import Event
 from ..gunicorn_hooks import HEARTBEAT
@@ -17,6 +19,9 @@ from .access import is_signed_in
 from .filters import delivery_filters, event_filters, page_args, parse_id
 
 bp = Blueprint("api", __name__)
+
+#: The OpenAPI 3.1 description of this API and of ingest, written by hand beside the code.
+OPENAPI_FILE = PACKAGE_DIR / "openapi.json"
 
 
 def get_store() -> Store:
@@ -49,12 +54,10 @@ def json_options() -> Any:
     cannot send it, so an open (tokenless) receiver cannot be made to replay by another site."""
     if not request.is_json:
         raise BadRequest('send a JSON body with Content-Type: application/json, such as {}')
-    if not request.get_data().strip():
+    body = request.get_data()
+    if not body.strip():
         return {}
-    options = request.get_json(silent=True)
-    if options is None:
-        raise BadRequest("body is not valid JSON")
-    return options
+    return parse_json(body)  # the ingest parser: the same sentences, no NaN or surrogates
 
 
 @bp.get("/api/events")
@@ -90,7 +93,9 @@ def replay_event(event_id: int) -> Response:
     options = json_options()
     if not isinstance(options, dict):
         raise BadRequest("replay options must be a JSON object")
-    only_failed = bool(options.get("only_failed", False))
+    only_failed = options.get("only_failed", False)
+    if not isinstance(only_failed, bool):
+        raise BadRequest("only_failed must be true or false")
     names = options.get("handlers")
     if names is not None and (not isinstance(names, list)
                               or not all(isinstance(name, str) for name in names)):
@@ -203,6 +208,12 @@ def export_events() -> Response:
     lines = export.ndjson(get_store(), filters, cursor=cursor, revealed=reveal(),
                           heartbeat=heartbeat)
     return Response(lines, mimetype="application/x-ndjson")
+
+
+@bp.get("/api/openapi.json")
+def openapi() -> Response:
+    """The description as the file it is (ETag and Last-Modified from the file)."""
+    return send_file(OPENAPI_FILE, mimetype="application/json")
 
 
 @bp.get("/-/health")

@@ -1,6 +1,6 @@
-"""CSRF tokens for the inspector's forms (CONTRACT §4): signed with itsdangerous and tied to
-the session, so a form posted from another site, another browser or another session is
-refused with a 403 that says why.
+"""CSRF tokens for the inspector's forms (docs/reference.md#access): signed with itsdangerous
+and tied to the session, so a form posted from another site, another browser or another
+session is refused with a 403 that says why.
 
 The session holds a random id; each form carries that id signed with ``SECRET_KEY`` and a
 timestamp. A request passes when the signature holds, the token is younger than

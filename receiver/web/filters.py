@@ -24,7 +24,9 @@ def parse_id(value: str | None, name: str) -> int | None:
     if not DIGITS.fullmatch(value) or int(value) > MAX_ID:
         raise BadRequest(f"{name} must be an id from a previous answer; got {value!r}")
     return int(value)
-EVENT_TYPE = re.compile(r"^(\*|[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*(\.\*)?)$")
+
+
+EVENT_TYPE = re.compile(r"\*|[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*(\.\*)?")
 
 
 def _choice(args: Mapping[str, str], name: str, options: tuple[str, ...]) -> str | None:
@@ -40,14 +42,14 @@ def _time(args: Mapping[str, str], name: str) -> str | None:
         return None
     moment = iso_time(value)
     if moment is None:
-        raise BadRequest(f"{name} must be an ISO 8601 time such as 2026-11-25T09:00:00Z; "
-                         f"got {value!r}")
+        raise BadRequest(f"{name} must be an ISO 8601 time from year 1 to 9999 (UTC), such as "
+                         f"2026-11-25T09:00:00Z; got {value!r}")
     return moment
 
 
 def _event_type(args: Mapping[str, str]) -> str | None:
     event_type = args.get("event_type") or None
-    if event_type is not None and not EVENT_TYPE.match(event_type):
+    if event_type is not None and not EVENT_TYPE.fullmatch(event_type):
         raise BadRequest("event_type must be a dotted type such as license.created, or a "
                          f"prefix such as license.*; got {event_type!r}")
     return event_type
@@ -85,7 +87,7 @@ def delivery_filters(args: Mapping[str, str]) -> DeliveryFilters:
 def page_args(args: Mapping[str, str]) -> tuple[int, int | None]:
     """``limit`` (default 50, at most 500) and the keyset ``cursor``."""
     raw_limit = args.get("limit") or "50"
-    if not DIGITS.fullmatch(raw_limit) or int(raw_limit) < 1:
+    if not DIGITS.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_ID:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}; got {raw_limit!r}")
     cursor = parse_id(args.get("cursor"), "cursor (a value from a previous answer's next)")
     return min(int(raw_limit), MAX_LIMIT), cursor

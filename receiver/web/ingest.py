@@ -52,7 +52,7 @@ def declared_length(environ: Mapping[str, Any]) -> int | None:
     if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
         return None
     declared = environ.get("CONTENT_LENGTH")
-    return int(declared) if declared and declared.isdigit() else None
+    return int(declared) if declared and declared.isascii() and declared.isdigit() else None
 
 
 def read_body(environ: dict[str, Any], max_body: int) -> tuple[bytes, bool]:

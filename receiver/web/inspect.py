@@ -1,5 +1,5 @@
-"""The inspector's HTML pages (CONTRACT §3): history, deliveries, an event and a delivery in
-full, replay and redeliver forms.
+"""The inspector's HTML pages (docs/reference.md#pages): history, deliveries, an event and a
+delivery in full, replay and redeliver forms.
 
 Each page mirrors a JSON API answer and reuses its pieces: the query-string filters of
 ``filters.py``, the masking of ``mask.py`` and ``api.reveal()``, the store's queries, and

@@ -1,0 +1,73 @@
+"""Hypothesis strategies for the inputs that reach past the HTTP layer and trip the libraries
+below it: NUL, unpaired surrogates, huge and non-finite numbers, times at the ends of the
+calendar, digits that are not ASCII, text direction marks.
+
+``st.text()`` alone rarely makes them (it never makes a surrogate), which is how a class of
+500s went unnoticed: these strategies draw from the edge cases on purpose, and mix them with
+ordinary text so filters still find something.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from typing import Any
+
+from hypothesis import strategies as st
+
+#: Values that each broke, or could break, something below the web layer.
+EDGE_TEXT = [
+    "", " ", "\x00", "a\x00b", "\x00license", "\ud800", "\udfff", "x\ud83dy", "\ud83d\ude00",
+    "\ufffd", "\ufeff", "\uffff", "\U0010ffff", "\u202eevil", "e\u0301", "\u0663", "\uff11\uff12",
+    "\u00b3", "\u00b2\u00b9", "\u2460", "\u00bd", "\u00a0", "\n", "\r\n", "\t", "\x7f", "\x1b[31m",
+    "0", "-1", "00000000000000000000001", "9" * 19, "9" * 25, "9223372036854775808",
+    "1e999", "-1e999", "NaN", "Infinity", "0x10", "1_000",
+    "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0000-01-01", "2024-02-30",
+    "2024-05-01T12:00:00Z", "99999999999999999999",
+    '"', '""', "'", "*", "license.*", "license.created\n", "NEAR(a b)", "a OR b", "-x", "^",
+    "%", "%00", "\\", "<script>alert(1)</script>", "{{7*7}}", "{% raw %}", "../../etc/passwd",
+    "a" * 600,
+]
+
+any_character = st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=())
+edge_text = st.sampled_from(EDGE_TEXT)
+#: Two draws in three from the edge cases, the rest any text (surrogates and NUL included).
+hostile_text = st.one_of(edge_text, edge_text, st.text(any_character, max_size=12),
+                         st.text(max_size=20))
+
+
+def hostile_numbers() -> st.SearchStrategy[Any]:
+    return (st.integers(-(2**70), 2**70) | st.sampled_from([2**63, -(2**63) - 1, 10**30])
+            | st.floats(allow_nan=True, allow_infinity=True))
+
+
+json_documents = st.recursive(
+    st.none() | st.booleans() | hostile_numbers() | hostile_text,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(hostile_text, children, max_size=5),
+    max_leaves=20,
+)
+
+#: Keys the dialects look for, so the documents reach the mapping code, not only generic.
+shaped_documents = st.fixed_dictionaries({}, optional={
+    key: json_documents for key in (
+        "type", "event", "id", "data", "timestamp", "created", "ts", "company_id", "user_id",
+        "eventHeader", "eventBody", "eventId", "eventCode", "eventDate", "resourceId",
+        "payload")})
+
+
+def json_body(document: Any) -> bytes:
+    """The bytes a sender would post: ASCII JSON, so surrogates become ``\\ud800`` escapes and
+    non-finite floats the ``NaN``/``Infinity`` that some encoders write."""
+    return json.dumps(document, ensure_ascii=True, allow_nan=True).encode()
+
+
+def query_string(params: dict[str, str]) -> str:
+    """A query string carrying the parameters' UTF-8 bytes, surrogates included (as the
+    invalid bytes a raw client can send): the web layer has to cope with whatever arrives."""
+    return urllib.parse.urlencode(
+        {name: value.encode("utf-8", "surrogatepass") for name, value in params.items()})
+
+
+def query_params(names: list[str]) -> st.SearchStrategy[dict[str, str]]:
+    return st.dictionaries(st.sampled_from(names), hostile_text, max_size=4)
