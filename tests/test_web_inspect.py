@@ -1150,7 +1150,6 @@ def test_inspect_phone_width_is_handled() -> None:
 
 def test_inspect_every_template_is_used() -> None:
     used = set()
-    for path in [*(ROOT / "templates").glob("*.html"), ROOT / "receiver" / "web" / "inspect.py",
-                 ROOT / "receiver" / "web" / "access.py"]:
+    for path in [*(ROOT / "templates").glob("*.html"), *(ROOT / "receiver" / "web").glob("*.py")]:
         used.update(re.findall(r'"(_?[a-z_]+\.html)"', path.read_text()))
     assert {path.name for path in Path(ROOT / "templates").glob("*.html")} <= used

@@ -1,38 +1,26 @@
-"""Blueprints and the one place errors become responses (JSON for the API and ingest)."""
+"""Blueprints and the one place errors become responses (JSON for the API and ingest).
+
+``ingest``, ``api``, ``inspect`` and ``access`` are the blueprints; what they share lives in
+``common`` (with ``csrf`` and ``filters``), which imports none of them.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from ..errors import ReceiverError, StorageUnavailable
+from . import access, api, ingest, inspect
+from .common import error_response, wants_json
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_SECONDS = "5"
-
-
-def wants_json() -> bool:
-    path = request.path
-    return (path.startswith(("/hooks", "/api", "/-/")) or request.is_json
-            or request.accept_mimetypes.best == "application/json")
-
-
-def error_response(status: int, message: str) -> Response:
-    response = jsonify({"ok": False, "error": message})
-    response.status_code = status
-    if status == 503:
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
-    return response
-
 
 def init_app(app: Flask) -> None:
-    from . import access, api, ingest, inspect
-
     ingest.init_app(app)
     app.register_blueprint(api.bp)
     inspect.init_app(app)

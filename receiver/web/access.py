@@ -17,8 +17,6 @@ every worker and node, and a link preview or prefetch (a GET) cannot use it up.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from urllib.parse import urlsplit
 
@@ -38,16 +36,26 @@ from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
 from ..errors import ReceiverError
+from .common import (
+    SESSION_KEY,
+    configured_token,
+    is_signed_in,
+    session_proof,
+    share_page_behaviour,
+    signed_in_with_session,
+    token_matches,
+    wants_json,
+)
 from .csrf import check_csrf
 
 # The OpenAPI description is open too: it is the file shipped in the package, with no data
 # or settings in it, and tools read the bearer scheme from it before they have the token.
 OPEN_PREFIXES = ("/hooks", "/-/health", "/api/openapi.json", "/login", "/logout", "/static/")
-SESSION_KEY = "inspector"
 LOGIN_LINK_SALT = "receiver.login-link"
 LOGIN_LINK_MINUTES = 15
 
 bp = Blueprint("access", __name__)
+share_page_behaviour(bp)  # the login pages look and answer like the inspector's
 
 
 class Unauthenticated(ReceiverError):
@@ -63,50 +71,11 @@ class SessionInterface(SecureCookieSessionInterface):
                     or (has_request_context() and request.is_secure))
 
 
-def configured_token() -> str | None:
-    token: str | None = current_app.config.get("INSPECTOR_TOKEN")
-    return token or None
-
-
-def token_matches(candidate: str | None) -> bool:
-    token = configured_token()
-    if not token:
-        return True
-    if not candidate:
-        return False
-    return hmac.compare_digest(candidate.encode(), token.encode())
-
-
-def _session_proof(token: str) -> str:
-    """What the session keeps: an HMAC of the token under the app's secret key."""
-    secret = current_app.secret_key or ""
-    key = secret.encode() if isinstance(secret, str) else bytes(secret)
-    return hmac.new(key, b"inspector-session:" + token.encode(), hashlib.sha256).hexdigest()
-
-
-def signed_in_with_session() -> bool:
-    """True when a token is configured and this browser signed in at ``/login``."""
-    token = configured_token()
-    proof = session.get(SESSION_KEY)
-    return bool(token) and isinstance(proof, str) and hmac.compare_digest(
-        proof, _session_proof(token or ""))
-
-
-def is_signed_in() -> bool:
-    """True when no token is configured, or the request carries it (header or session)."""
-    if not configured_token():
-        return True
-    header = request.headers.get("Authorization", "")
-    if header[:7].lower() == "bearer " and token_matches(header[7:].strip()):
-        return True
-    return signed_in_with_session()
-
-
 def sign_in() -> None:
     token = configured_token()
     session.clear()  # a fresh session (and CSRF id) for the signed-in browser
     if token:
-        session[SESSION_KEY] = _session_proof(token)
+        session[SESSION_KEY] = session_proof(token)
         session.permanent = True
 
 
@@ -157,21 +126,6 @@ def read_login_code(secret_key: str | bytes, code: str) -> str:
 
 def _wanted_path() -> str:
     return request.full_path.rstrip("?") if request.query_string else request.path
-
-
-# The login pages look and answer like the inspector's (``inspect`` imports this module).
-@bp.errorhandler(ReceiverError)
-def page_error(error: ReceiverError) -> Response | tuple[str, int]:
-    from .inspect import page_error
-
-    return page_error(error)
-
-
-@bp.after_request
-def security_headers(response: Response) -> Response:
-    from .inspect import add_security_headers
-
-    return add_security_headers(response)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -251,8 +205,6 @@ def init_app(app: Flask) -> None:
             return None
         if is_signed_in():
             return None
-        from . import wants_json
-
         if request.method in ("GET", "HEAD") and not wants_json():
             return redirect(url_for("access.login", next=_wanted_path()), 303)
         raise Unauthenticated("this receiver needs its inspector token: send "

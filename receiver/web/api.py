@@ -12,41 +12,15 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file
 from .. import PACKAGE_DIR, dispatch, export, mask, redeliver
 from ..dialects.base import parse_json
 from ..errors import BadRequest
-from ..events import Event
 from ..gunicorn_hooks import HEARTBEAT
 from ..store import Store
-from .access import is_signed_in
+from .common import delivery_json, event_json, get_store, reveal
 from .filters import delivery_filters, event_filters, page_args, parse_id
 
 bp = Blueprint("api", __name__)
 
 #: The OpenAPI 3.1 description of this API and of ingest, written by hand beside the code.
 OPENAPI_FILE = PACKAGE_DIR / "openapi.json"
-
-
-def get_store() -> Store:
-    store: Store = current_app.extensions["receiver.store"]
-    return store
-
-
-def reveal() -> bool:
-    """Secrets are masked unless a signed-in user explicitly asks (``?reveal=1``)."""
-    return request.args.get("reveal") in ("1", "true", "yes") and is_signed_in()
-
-
-def event_json(event: Event, *, revealed: bool = False) -> dict[str, Any]:
-    record = event.as_dict()
-    if not revealed:
-        record["data"] = mask.mask_data(record["data"])
-    return record
-
-
-def delivery_json(record: dict[str, Any], *, revealed: bool = False) -> dict[str, Any]:
-    record = dict(record)
-    record.pop("body", None)
-    if not revealed:
-        record["headers"] = mask.mask_headers(record["headers"])
-    return record
 
 
 def json_options() -> Any:

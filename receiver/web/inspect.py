@@ -31,7 +31,6 @@ from flask import (
     session,
     url_for,
 )
-from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from .. import dispatch, mask, redeliver, signals
@@ -40,9 +39,15 @@ from ..content_coding import decode_body
 from ..errors import BadRequest, NotFound, ReceiverError
 from ..events import Event
 from ..store import DeliveryFilters
-from . import csrf, error_response, wants_json
-from .access import configured_token, signed_in_with_session
-from .api import event_json, get_store, reveal
+from . import csrf
+from .common import (
+    configured_token,
+    event_json,
+    get_store,
+    reveal,
+    share_page_behaviour,
+    signed_in_with_session,
+)
 from .filters import (
     DISPATCH_STATUSES,
     SIGNATURE_STATUSES,
@@ -66,47 +71,6 @@ REDELIVER_HOST_KEY = "inspector.redeliver_preserve_host"
 RESULT_PREVIEW_CHARS = 1000      # of a redeliver target's answer, kept in the session cookie
 JSON_TREE_DEPTH = 12             # deeper values are shown as indented text
 JSON_TREE_ITEMS = 200            # items shown per object or array
-
-
-# -- shared by every HTML page (the login pages too) -------------------------------------
-
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
-
-
-def add_security_headers(response: Response) -> Response:
-    """No inline script or style runs, nothing is framed or cached (pages may show secrets)."""
-    if response.mimetype == "text/html":
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-    return response
-
-
-def page_error(error: Exception) -> Response | tuple[str, int]:
-    """ReceiverError (a bad filter, an unknown id, a refused CSRF token, ...) as a page."""
-    if isinstance(error, HTTPException):
-        status, message = error.code or 500, error.description or error.name
-    elif isinstance(error, ReceiverError):
-        status, message = error.status, error.message
-    else:  # pragma: no cover - only the two kinds are registered
-        raise error
-    if wants_json():
-        return error_response(status, message)
-    return render_template("error.html", status=status, message=message), status
-
-
-def share_page_behaviour(blueprint: Blueprint) -> None:
-    """HTML error pages and security headers for a blueprint of pages (before registering)."""
-    blueprint.register_error_handler(ReceiverError, page_error)
-    blueprint.register_error_handler(HTTPException, page_error)
-    blueprint.after_request(add_security_headers)
 
 
 share_page_behaviour(bp)

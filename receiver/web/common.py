@@ -1,0 +1,151 @@
+"""What every blueprint of ``receiver.web`` shares, so that none imports another: the store of
+the app, who is signed in, how records are shown (masked unless revealed), error answers
+(JSON or a page) and the security headers of pages. Imports no blueprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, render_template, request, session
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from .. import mask
+from ..errors import ReceiverError
+from ..events import Event
+from ..store import Store
+
+RETRY_AFTER_SECONDS = "5"
+#: The session key holding the proof that this browser signed in (an HMAC of the token).
+SESSION_KEY = "inspector"
+
+# -- the store -------------------------------------------------------------------------------
+
+
+def get_store() -> Store:
+    store: Store = current_app.extensions["receiver.store"]
+    return store
+
+
+# -- who is asking ---------------------------------------------------------------------------
+
+
+def configured_token() -> str | None:
+    token: str | None = current_app.config.get("INSPECTOR_TOKEN")
+    return token or None
+
+
+def token_matches(candidate: str | None) -> bool:
+    token = configured_token()
+    if not token:
+        return True
+    if not candidate:
+        return False
+    return hmac.compare_digest(candidate.encode(), token.encode())
+
+
+def session_proof(token: str) -> str:
+    """What the session keeps: an HMAC of the token under the app's secret key."""
+    secret = current_app.secret_key or ""
+    key = secret.encode() if isinstance(secret, str) else bytes(secret)
+    return hmac.new(key, b"inspector-session:" + token.encode(), hashlib.sha256).hexdigest()
+
+
+def signed_in_with_session() -> bool:
+    """True when a token is configured and this browser signed in at ``/login``."""
+    token = configured_token()
+    proof = session.get(SESSION_KEY)
+    return bool(token) and isinstance(proof, str) and hmac.compare_digest(
+        proof, session_proof(token or ""))
+
+
+def is_signed_in() -> bool:
+    """True when no token is configured, or the request carries it (header or session)."""
+    if not configured_token():
+        return True
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer " and token_matches(header[7:].strip()):
+        return True
+    return signed_in_with_session()
+
+
+def reveal() -> bool:
+    """Secrets are masked unless a signed-in user explicitly asks (``?reveal=1``)."""
+    return request.args.get("reveal") in ("1", "true", "yes") and is_signed_in()
+
+
+# -- records as answers ------------------------------------------------------------------------
+
+
+def event_json(event: Event, *, revealed: bool = False) -> dict[str, Any]:
+    record = event.as_dict()
+    if not revealed:
+        record["data"] = mask.mask_data(record["data"])
+    return record
+
+
+def delivery_json(record: dict[str, Any], *, revealed: bool = False) -> dict[str, Any]:
+    record = dict(record)
+    record.pop("body", None)
+    if not revealed:
+        record["headers"] = mask.mask_headers(record["headers"])
+    return record
+
+
+# -- errors and page headers --------------------------------------------------------------------
+
+
+def wants_json() -> bool:
+    path = request.path
+    return (path.startswith(("/hooks", "/api", "/-/")) or request.is_json
+            or request.accept_mimetypes.best == "application/json")
+
+
+def error_response(status: int, message: str) -> Response:
+    response = jsonify({"ok": False, "error": message})
+    response.status_code = status
+    if status == 503:
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def add_security_headers(response: Response) -> Response:
+    """No inline script or style runs, nothing is framed or cached (pages may show secrets)."""
+    if response.mimetype == "text/html":
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+    return response
+
+
+def page_error(error: Exception) -> Response | tuple[str, int]:
+    """ReceiverError (a bad filter, an unknown id, a refused CSRF token, ...) as a page."""
+    if isinstance(error, HTTPException):
+        status, message = error.code or 500, error.description or error.name
+    elif isinstance(error, ReceiverError):
+        status, message = error.status, error.message
+    else:  # pragma: no cover - only the two kinds are registered
+        raise error
+    if wants_json():
+        return error_response(status, message)
+    return render_template("error.html", status=status, message=message), status
+
+
+def share_page_behaviour(blueprint: Blueprint) -> None:
+    """HTML error pages and security headers for a blueprint of pages (before registering)."""
+    blueprint.register_error_handler(ReceiverError, page_error)
+    blueprint.register_error_handler(HTTPException, page_error)
+    blueprint.after_request(add_security_headers)
