@@ -100,6 +100,20 @@ def optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return parse_optional
 
 
+def parse_database(value: Any) -> str:
+    """A file path (SQLite) or a ``postgresql://`` URL; any other ``scheme://`` is refused."""
+    from .store import backend_of
+
+    text = parse_str(value).strip()
+    if not text:
+        raise ValueError("expected a file path or a postgresql:// URL, got an empty value")
+    try:
+        backend_of(text)
+    except ConfigError as error:
+        raise ValueError(str(error).removeprefix("DATABASE: ")) from None
+    return text
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -109,12 +123,15 @@ class Setting:
 
 
 SETTINGS: list[Setting] = [
-    Setting("DATABASE", parse_str, "receiver.db", "SQLite file that holds the history."),
+    Setting("DATABASE", parse_database, "receiver.db",
+            "SQLite file that holds the history, or a postgresql:// URL (PostgreSQL: several "
+            "receivers and workers on one database). DATABASE_URL is read when this is unset."),
     Setting("SECRET_KEY", optional(parse_str), None,
             "Signs session cookies and CSRF tokens; made and kept beside the database when unset."),
     Setting("MAX_BODY", parse_size, 5 * MiB, "Largest accepted body in bytes (413 above)."),
-    Setting("DISPATCH", choice("background", "sync"), "background",
-            "Run handlers after the response in a worker thread, or before answering (sync)."),
+    Setting("DISPATCH", choice("background", "sync", "worker"), "background",
+            "Run handlers after the response in a thread of this process (background), before "
+            "answering (sync), or only in separate `receiver worker` processes (worker)."),
     Setting("INSPECTOR_TOKEN", optional(parse_str), None,
             "When set, pages and the JSON API need this Bearer token or a /login session."),
     Setting("REDELIVER_ALLOW", parse_list, ["localhost", "127.0.0.1", "::1"],
@@ -131,6 +148,12 @@ SETTINGS: list[Setting] = [
             "Milliseconds a write waits for the database lock before answering 503."),
     Setting("MAX_DATABASE_SIZE", optional(parse_size), None,
             "Cap on the database file (bytes, 1GiB...); beyond it ingest answers 503."),
+    Setting("POOL_SIZE", parse_int, 4,
+            "PostgreSQL: connections each process keeps at most (requests, dispatch, upkeep "
+            "share them)."),
+    Setting("PREPARED_STATEMENTS", parse_bool, True,
+            "PostgreSQL: prepare frequent statements on the server; turn off behind a "
+            "PgBouncer older than 1.21 in transaction mode."),
     Setting("DISPATCH_LEASE", parse_int, 45,
             "Seconds a worker holds an event it dispatches; a dead worker's events are "
             "taken over after this."),
@@ -292,8 +315,13 @@ def load_settings(
     toml: dict[str, Any] = read_toml(str(config_path)) if config_path else {}
     endpoints_raw = toml.pop("endpoints", {})
     layers.append(("RECEIVER_CONFIG", {key.upper(): value for key, value in toml.items()}))
-    layers.append(("RECEIVER_", {key[len("RECEIVER_"):]: value for key, value in environ.items()
-                                 if key.startswith("RECEIVER_")}))
+    prefixed = {key[len("RECEIVER_"):]: value for key, value in environ.items()
+                if key.startswith("RECEIVER_")}
+    named = "DATABASE" in prefixed or "DATABASE" in overrides or "DATABASE" in layers[0][1]
+    if not named and environ.get("DATABASE_URL"):
+        # Platforms (Heroku, Render, Fly, Railway) name their database here.
+        layers.append(("DATABASE_URL", {"DATABASE": environ["DATABASE_URL"]}))
+    layers.append(("RECEIVER_", prefixed))
     layers.append(("create_app", overrides))
 
     known = {setting.name for setting in SETTINGS}
@@ -309,7 +337,8 @@ def load_settings(
         try:
             resolved[setting.name] = setting.parse(value)
         except ValueError as error:
-            key = f"RECEIVER_{setting.name}" if origin == "RECEIVER_" else setting.name
+            key = (f"RECEIVER_{setting.name}" if origin == "RECEIVER_" else
+                   origin if origin == "DATABASE_URL" else setting.name)
             raise ConfigError(f"{key}: {error}") from None
     file_keys = set(layers[0][1]) - known
     if file_keys:
