@@ -10,6 +10,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import StorageUnavailable
 from .events import format_time
 from .store import Store
 
@@ -19,6 +20,7 @@ TICK_SECONDS = 0.1
 SEARCH_EVERY = 10  # ticks: look once a second whether ingest went quiet
 RETENTION_EVERY = 6000  # ticks: ten minutes
 SEARCH_BATCH = 500
+SWEEP_BACKOFF_SECONDS = 2.0
 
 
 def retention_cutoff(days: int, now: dt.datetime | None = None) -> str:
@@ -70,6 +72,9 @@ class Maintenance:
         while not self._stop.wait(TICK_SECONDS if tick else 0):
             try:
                 self.run_once(tick)
+            except StorageUnavailable as error:  # the database is down: try again later
+                log.warning("maintenance: %s", error.message)
+                self._stop.wait(SWEEP_BACKOFF_SECONDS)
             except Exception:  # retried next tick; a full disk must not kill the thread
                 log.exception("maintenance failed")
             tick += 1

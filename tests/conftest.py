@@ -83,8 +83,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 TEST_POSTGRES = os.environ.get("RECEIVER_TEST_POSTGRES")
 
 #: Test modules whose tests that touch the database run on both backends.
-BOTH_BACKENDS = {"test_store", "test_web_api", "test_dispatch", "test_retention", "test_cli",
-                 "test_postgres"}
+BOTH_BACKENDS = {"test_store", "test_web_api", "test_dispatch", "test_retention", "test_cli"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -199,8 +198,10 @@ class Server:
 
 
 def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None,
-                 config: str | None = None, database: str | None = None) -> Server:
-    """``receiver serve`` as a subprocess on a free loopback port, polled until it answers."""
+                 config: str | None = None, database: str | None = None,
+                 own_group: bool = False) -> Server:
+    """``receiver serve`` as a subprocess on a free loopback port, polled until it answers
+    (``own_group``: in a process group of its own, which a test may SIGKILL whole)."""
     port = free_port()
     database = database or str(tmp / "served.db")
     environment = {k: v for k, v in os.environ.items()
@@ -215,6 +216,7 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None,
         [sys.executable, "-m", "receiver", "serve", "--host", "127.0.0.1", "--port", str(port),
          *args],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env=environment, cwd=tmp,
+        start_new_session=own_group,
     )
     server = Server(f"http://127.0.0.1:{port}", process, log, database)
     deadline = time.monotonic() + 30
