@@ -50,6 +50,7 @@ class PostgresServer:
     bin_dir: Path | None = None
     port: int = 0
     log: Path | None = None
+    durable: bool = False
     _names: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def admin(self, statement: str) -> None:
@@ -94,9 +95,9 @@ class PostgresServer:
     def start(self) -> None:
         assert self.data_dir is not None and self.log is not None
         options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir}"
-                   # Tests only: a crash of this machine loses nothing we need.
-                   " -c fsync=off -c full_page_writes=off -c max_connections=300"
-                   " -c shared_buffers=64MB")
+                   " -c max_connections=300")
+        if not self.durable:  # tests: a crash of this machine loses nothing we need
+            options += " -c fsync=off -c full_page_writes=off -c shared_buffers=64MB"
         result = self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log), "-o",
                            options, "-w", "-t", "60", "start", check=False)
         if result.returncode != 0:
@@ -114,8 +115,9 @@ class PostgresServer:
             shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 
 
-def start_throwaway(port: int) -> PostgresServer:
-    """initdb + pg_ctl in a fresh temp dir owned by the ``postgres`` user (when root)."""
+def start_throwaway(port: int, *, durable: bool = False) -> PostgresServer:
+    """initdb + pg_ctl in a fresh temp dir owned by the ``postgres`` user (when root).
+    ``durable``: PostgreSQL's defaults (fsync on), for benchmarks; else fsync off."""
     bin_dir = find_bin_dir()
     if bin_dir is None:
         raise FileNotFoundError("no initdb in /usr/lib/postgresql/*/bin or on PATH")
@@ -129,7 +131,7 @@ def start_throwaway(port: int) -> PostgresServer:
         os.chmod(root, 0o755)
     server = PostgresServer(url=f"postgresql://postgres@127.0.0.1:{port}/postgres",
                             data_dir=data_dir, bin_dir=bin_dir, port=port,
-                            log=root / "server.log")
+                            log=root / "server.log", durable=durable)
     server.log.touch()  # type: ignore[union-attr]
     if os.geteuid() == 0:
         os.chown(root / "server.log", user.pw_uid, user.pw_gid)

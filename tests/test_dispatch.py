@@ -5,6 +5,10 @@ never run one event twice."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -417,3 +421,100 @@ def test_user_plugin_under_gunicorn_runs_each_event_once(serve, tmp_path, smtp, 
     finally:
         store.close()
 
+
+
+# -- separate workers: RECEIVER_DISPATCH=worker and `receiver worker` ---------------------
+
+
+def test_worker_mode_web_node_stores_pending_and_runs_nothing(make_app) -> None:
+    from receiver.dispatch import run_worker
+
+    runs: list[int] = []
+    on("*")(lambda event, **_: runs.append(event.id))
+    web = make_app(DISPATCH="worker")
+    answers = [web.test_client().post("/hooks", data=item.body, headers=item.headers).json
+               for item in all_samples()[:5]]
+    store = web.extensions["receiver.store"]
+    event_ids = [answer["event_id"] for answer in answers]
+    assert runs == []
+    assert all(store.get_event(event_id).dispatch_status == "pending" for event_id in event_ids)
+
+    stop = threading.Event()
+    worker = threading.Thread(target=run_worker, args=(store, web.config),
+                              kwargs={"concurrency": 2, "poll_seconds": 0.05, "stop": stop})
+    worker.start()
+    try:
+        wait_for(lambda: all(store.get_event(event_id).dispatch_status == "done"
+                             for event_id in event_ids))
+    finally:
+        stop.set()
+        worker.join(10)
+    assert sorted(runs) == sorted(event_ids)
+    assert all(len(store.runs_for_event(event_id)) == 1 for event_id in event_ids)
+
+
+WORKER_HANDLER = '''\
+import os, time
+from receiver import on
+
+@on("*")
+def slow_record(event, **extra):
+    with open(os.environ["HANDLER_LOG"], "a") as log:
+        log.write(f"start {event.id} {os.getpid()}\\n")
+    time.sleep(float(os.environ.get("HANDLER_SECONDS", "0")))
+    with open(os.environ["HANDLER_LOG"], "a") as log:
+        log.write(f"end {event.id} {os.getpid()}\\n")
+'''
+
+
+def start_worker(tmp_path: Path, database: str, env: dict[str, str],
+                 *args: str) -> subprocess.Popen[bytes]:
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith("RECEIVER_")}
+    environment.update({"RECEIVER_DATABASE": database, **env})
+    log = tmp_path / f"worker-{len(list(tmp_path.glob('worker-*.log')))}.log"
+    return subprocess.Popen([sys.executable, "-m", "receiver", "worker", "--poll", "0.1", *args],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=environment,
+                            cwd=tmp_path)
+
+
+def test_worker_processes_run_each_event_once_and_sigterm_finishes_the_handler(
+        make_app, db_path, tmp_path) -> None:
+    from .test_reliability import install_plugin
+
+    site, handled = tmp_path / "site", tmp_path / "handled.log"
+    install_plugin(site, "worker_hooks", WORKER_HANDLER)
+    handled.touch()
+    web = make_app(DISPATCH="worker")
+    client = web.test_client()
+    event_ids = [client.post("/hooks", data=json.dumps({"type": "order.paid", "n": n})
+                             ).json["event_id"] for n in range(40)]
+    env = {"PYTHONPATH": str(site), "HANDLER_LOG": str(handled), "HANDLER_SECONDS": "0.02"}
+    workers = [start_worker(tmp_path, db_path, env, "--concurrency", "2") for _ in range(2)]
+    store = web.extensions["receiver.store"]
+    try:
+        wait_for(lambda: not store.list_events(EventFilters(dispatch_status="pending"))[0],
+                 timeout=60)
+        ended = [int(line.split()[1]) for line in handled.read_text().splitlines()
+                 if line.startswith("end")]
+        assert sorted(ended) == sorted(event_ids), "an event ran twice or not at all"
+
+        # SIGTERM while a handler runs: it finishes and is recorded, then the worker exits.
+        slow_env = {**env, "HANDLER_SECONDS": "2"}
+        for process in workers:
+            process.terminate()
+            assert process.wait(20) == 0
+        slow = start_worker(tmp_path, db_path, slow_env)
+        workers.append(slow)
+        last = client.post("/hooks", data=b'{"type": "order.refunded"}').json["event_id"]
+        wait_for(lambda: f"start {last} " in handled.read_text(), timeout=30)
+        slow.send_signal(signal.SIGTERM)
+        assert slow.wait(20) == 0
+        assert f"end {last} " in handled.read_text()
+        (run,) = store.runs_for_event(last)
+        assert run["status"] == "ok" and store.get_event(last).dispatch_status == "done"
+    finally:
+        for process in workers:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
