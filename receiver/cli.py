@@ -141,8 +141,10 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
         def load(self) -> Any:
             return create_app()
 
+    from .store import shown as shown_database
+
     click.echo(f"Receiving webhooks at http://{host}:{port}/hooks "
-               f"(database {settings['DATABASE']})", err=True)
+               f"(database {shown_database(settings['DATABASE'])})", err=True)
     Server().run()
 
 
@@ -444,7 +446,9 @@ def worker(concurrency: int, poll: float, db: str | None) -> None:
     except (ConfigError, ReceiverError) as error:
         raise click.ClickException(getattr(error, "message", str(error))) from None
     store = app.extensions["receiver.store"]
-    click.echo(f"Running handlers of pending events in {settings['DATABASE']} "
+    from .store import shown as shown_database
+
+    click.echo(f"Running handlers of pending events in {shown_database(settings['DATABASE'])} "
                f"(concurrency {concurrency}); SIGTERM or Ctrl-C to stop", err=True)
     try:
         ran = dispatch.run_worker(store, app.config, concurrency=concurrency,

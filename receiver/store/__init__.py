@@ -8,13 +8,14 @@ lives in the backend modules.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError
 from .base import DeliveryFilters, EventFilters, Saved, Store
 from .sqlite import SQLiteStore
 
 __all__ = ["DeliveryFilters", "EventFilters", "SQLiteStore", "Saved", "Store", "open_store",
-           "backend_of"]
+           "backend_of", "shown"]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -32,6 +33,15 @@ def backend_of(database: str) -> str:
     raise ConfigError(
         f"DATABASE: {scheme}:// URLs are not supported; give a file path for SQLite or a "
         "postgresql:// URL for PostgreSQL")
+
+
+def shown(database: str) -> str:
+    """The setting as it may be printed: a URL's password replaced by ``***``."""
+    parts = urlsplit(database)
+    if backend_of(database) == "sqlite" or not parts.password:
+        return database
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def open_store(database: str, *, busy_timeout_ms: int = 5000, max_size: int | None = None,
