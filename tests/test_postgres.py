@@ -177,13 +177,25 @@ def test_nodes_starting_together_on_an_empty_database_migrate_once(serve, postgr
 
 
 def test_nodes_share_the_secret_key_kept_in_the_database(database) -> None:
-    first, second = open_store(database), open_store(database)
+    stores = [open_store(database) for _ in range(6)]
+    barrier = threading.Barrier(len(stores))
+    keys: list[str] = []
+
+    def read(store: Any) -> None:
+        barrier.wait()
+        keys.append(store.secret_key())
+
+    threads = [threading.Thread(target=read, args=(store,)) for store in stores]
     try:
-        assert first.secret_key() == second.secret_key()
-        assert len(first.secret_key()) >= 32
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(keys) == 6 and len(set(keys)) == 1 and len(keys[0]) >= 32
+        assert stores[0].secret_key() == keys[0]
     finally:
-        first.close()
-        second.close()
+        for store in stores:
+            store.close()
 
 
 # -- PostgreSQL stopped, refusing, unreachable -------------------------------------------

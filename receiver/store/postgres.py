@@ -32,7 +32,6 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
-from psycopg import sql
 
 from ..errors import NotFound, StorageUnavailable
 from ..events import Delivery, Event, NormalizedEvent
@@ -282,7 +281,7 @@ class PostgresStore(Store):
         with self.connection() as conn, conn.transaction():
             yield conn
 
-    def _rows(self, query: str | sql.Composed, params: Sequence[Any] | Mapping[str, Any] = ()
+    def _rows(self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()
               ) -> list[tuple[Any, ...]]:
         with self.connection() as conn:
             return conn.execute(query, params).fetchall()
@@ -330,6 +329,8 @@ class PostgresStore(Store):
             " ON CONFLICT (name) DO NOTHING RETURNING value)"
             " SELECT value FROM made UNION ALL"
             " SELECT value FROM receiver_settings WHERE name = 'secret_key'", (key,))
+        if row is None:  # another node inserted it while this statement ran: read it now
+            row = self._one("SELECT value FROM receiver_settings WHERE name = 'secret_key'")
         return str(row[0])
 
     # -- ingest ------------------------------------------------------------------------
