@@ -19,8 +19,9 @@ fsync on) or ``--postgres postgresql://...`` (a server where databases may be ma
 receiver stores in PostgreSQL and ``bare-insert`` becomes the same bare app doing one psycopg
 insert of body + headers per request into the same server, autocommit with
 ``synchronous_commit = on`` (the receiver's durability there). Per new event the receiver
-commits one statement: an events row (3 secondary b-trees + a GIN search vector) and a
-deliveries row (1 secondary b-tree); bare-insert one row in one table (its primary key).
+commits one statement: an events row (3 secondary b-trees), a deliveries row (1 secondary
+b-tree) and a ``search_queue`` row (its primary key; indexed for search later, off the
+request); bare-insert one row in one table (its primary key).
 Results go to ``results/ingest-postgres.json`` and their own section of RESULTS.md.
 
 Every request is a unique event (id fields vary), ~1 KB of compact JSON, signed before the
@@ -612,8 +613,9 @@ def main(argv: list[str] | None = None) -> int:
             durability = ("`synchronous_commit = on` (each commit waits for the WAL flush; "
                           "fsync on) for both the receiver and `bare-insert`. Per new event "
                           "the receiver commits ONE statement: an events row (3 secondary "
-                          "b-trees + a GIN search vector) and a deliveries row (1 secondary "
-                          "b-tree); bare-insert one row (its primary key)")
+                          "b-trees), a deliveries row (1 secondary b-tree) and a search_queue "
+                          "row (indexed for search later, off the request); bare-insert one "
+                          "row (its primary key)")
         else:
             title = "Ingest: `POST /hooks/<endpoint>` (benchmarks/ingest.py)"
             insert_text = "one plain `sqlite3` INSERT of body + headers per request"

@@ -54,11 +54,12 @@ class Maintenance:
     def run_once(self, tick: int = 0) -> None:
         """One tick: checkpoint the WAL (often and PASSIVE, which keeps the WAL short and the
         commits cheap); index for search only while ingest is quiet, since indexing holds the
-        write lock (a search catches the index up itself, so it never misses an event)."""
+        write lock (a search catches the index up itself, so it never misses an event), or
+        every second on a backend whose indexing blocks no writer (PostgreSQL)."""
         self.store.checkpoint()
         if tick % SEARCH_EVERY == 0:
             newest = self.store.newest_event_id()
-            if newest == self._newest_seen:
+            if newest == self._newest_seen or self.store.index_while_busy:
                 self.store.catch_up_search(batch=SEARCH_BATCH)
             self._newest_seen = newest
         days = self.settings.get("RETENTION_DAYS")

@@ -432,7 +432,6 @@ def test_store_search_finds_events_saved_after_the_watermark(store: Store) -> No
     assert store.catch_up_search() == 0  # the search already caught up
 
 
-@pytest.mark.sqlite_only
 def test_store_catch_up_search_counts_and_batches(store: Store) -> None:
     for n in range(7):
         save(store, f"evt-{n}", data={"colour": "turquoise"})

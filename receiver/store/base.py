@@ -147,6 +147,9 @@ class Store(abc.ABC):
 
     #: The setting that opened it: a file path or a database URL (shown to users).
     database: str
+    #: Whether ``catch_up_search`` may run while ingest is busy (it takes no lock that
+    #: writers wait on); otherwise upkeep indexes only when ingest is quiet.
+    index_while_busy: bool = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
