@@ -434,11 +434,15 @@ class PostgresStore(Store):
             f" WHERE event_id < %s AND event_id >= %s AND {matches}){narrowed}"
             " ORDER BY id DESC LIMIT %s", [top, floor, *phrases, *params, limit + 1])
         if len(rows) <= limit and floor > 0:
+            # Matches newest first, each probed on the primary key (a join could walk events
+            # from the top down to an old match instead).
             rows += self._rows(
                 "WITH hits AS MATERIALIZED (SELECT event_id FROM event_search"
                 f" WHERE event_id < %s AND {matches})"
-                f" SELECT {EVENT_COLUMNS} FROM events WHERE id IN (SELECT event_id FROM hits)"
-                f"{narrowed} ORDER BY id DESC LIMIT %s",
+                " SELECT found.* FROM (SELECT event_id FROM hits ORDER BY event_id DESC) AS hit"
+                f" CROSS JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM events"
+                f" WHERE id = hit.event_id{narrowed}) AS found"
+                " ORDER BY hit.event_id DESC LIMIT %s",
                 [floor, *phrases, *params, limit + 1 - len(rows)])
         events = [event_from_row(row) for row in rows[:limit]]
         next_cursor = str(events[-1].id) if len(rows) > limit else None
@@ -527,8 +531,10 @@ class PostgresStore(Store):
                     "DELETE FROM handler_runs WHERE event_id = ANY(%s)", (ids,)).rowcount
                 counts["deliveries"] += conn.execute(
                     "DELETE FROM deliveries WHERE event_id = ANY(%s)", (ids,)).rowcount
-                conn.execute("DELETE FROM event_search WHERE event_id = ANY(%s)", (ids,))
+                # The queue first: it waits for a catch-up indexing these events, so the
+                # next statement sees (and deletes) what that catch-up wrote.
                 conn.execute("DELETE FROM search_queue WHERE event_id = ANY(%s)", (ids,))
+                conn.execute("DELETE FROM event_search WHERE event_id = ANY(%s)", (ids,))
                 counts["events"] += conn.execute(
                     "DELETE FROM events WHERE id = ANY(%s)", (ids,)).rowcount
         if event_type is None:
