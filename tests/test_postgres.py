@@ -460,3 +460,17 @@ def test_search_pages_match_a_plain_filter_across_the_window(database, monkeypat
                 assert seen == sorted(expected[label], reverse=True), (label, limit)
     finally:
         store.close()
+
+
+def test_one_time_login_nonce_is_used_once_across_nodes(database) -> None:
+    """For the one-time sign-in links (``Store.use_login_nonce`` on main): the first call on
+    any node wins."""
+    first, second = PostgresStore(database), PostgresStore(database)
+    try:
+        assert first.use_login_nonce("n-1") is True
+        assert second.use_login_nonce("n-1") is False
+        assert first.use_login_nonce("n-1") is False
+        assert second.use_login_nonce("n-2") is True
+    finally:
+        first.close()
+        second.close()

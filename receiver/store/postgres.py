@@ -36,7 +36,7 @@ import psycopg
 import psycopg_pool
 
 from ..errors import NotFound, StorageUnavailable
-from ..events import Delivery, Event, NormalizedEvent
+from ..events import Delivery, Event, NormalizedEvent, utc_now_iso
 from .base import (
     COPY_COLUMNS,
     DELIVERY_FIELDS,
@@ -140,6 +140,12 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE TABLE receiver_settings (
             name text PRIMARY KEY,
             value text NOT NULL
+        );
+
+        -- Used one-time sign-in links (use_login_nonce).
+        CREATE TABLE login_links (
+            nonce text PRIMARY KEY,
+            used_at text NOT NULL
         );
     """),
 ]
@@ -343,6 +349,13 @@ class PostgresStore(Store):
         if row is None:  # another node inserted it while this statement ran: read it now
             row = self._one("SELECT value FROM receiver_settings WHERE name = 'secret_key'")
         return str(row[0])
+
+    def use_login_nonce(self, nonce: str) -> bool:
+        """Mark a one-time sign-in link used: True for the first call on any node."""
+        row = self._one("INSERT INTO login_links (nonce, used_at) VALUES (%s, %s)"
+                        " ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
+                        (nonce, utc_now_iso()))
+        return row is not None
 
     # -- ingest ------------------------------------------------------------------------
 
