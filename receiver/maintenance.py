@@ -48,8 +48,12 @@ class Maintenance:
                                         daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread and wait for its tick to end (then the store may be closed)."""
         self._stop.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def run_once(self, tick: int = 0) -> None:
         """One tick: checkpoint the WAL (often and PASSIVE, which keeps the WAL short and the
