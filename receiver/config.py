@@ -50,6 +50,13 @@ def parse_count(value: Any) -> int:
     return number
 
 
+def parse_positive(value: Any) -> int:
+    number = parse_int(value)
+    if number < 1:
+        raise ValueError(f"expected 1 or more, got {value!r}")
+    return number
+
+
 def parse_size(value: Any) -> int:
     """Bytes: ``5242880``, ``5MiB``, ``512kb``."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -148,7 +155,7 @@ SETTINGS: list[Setting] = [
             "Milliseconds a write waits for the database lock before answering 503."),
     Setting("MAX_DATABASE_SIZE", optional(parse_size), None,
             "Cap on the database file (bytes, 1GiB...); beyond it ingest answers 503."),
-    Setting("POOL_SIZE", parse_int, 4,
+    Setting("POOL_SIZE", parse_positive, 4,
             "PostgreSQL: connections each process keeps at most (requests, dispatch, upkeep "
             "share them)."),
     Setting("PREPARED_STATEMENTS", parse_bool, True,

@@ -413,6 +413,9 @@ def test_settings_read_database_url_when_receiver_database_is_unset() -> None:
         load_settings(environ={"DATABASE_URL": "mysql://x/y"})
     with pytest.raises(Exception, match="RECEIVER_DATABASE: redis:// URLs are not supported"):
         load_settings(environ={"RECEIVER_DATABASE": "redis://x"})
+    assert load_settings(environ={"RECEIVER_POOL_SIZE": "8"})["POOL_SIZE"] == 8
+    with pytest.raises(Exception, match="RECEIVER_POOL_SIZE: expected 1 or more"):
+        load_settings(environ={"RECEIVER_POOL_SIZE": "0"})
 
 
 def test_health_on_postgresql(serve, database) -> None:
