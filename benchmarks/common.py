@@ -6,6 +6,7 @@ Benchmarks are not tests: nothing here asserts on wall-clock time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -17,7 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -304,3 +305,22 @@ def save_json(name: str, data: Any) -> Path:
 
 def wrk_path() -> str | None:
     return shutil.which("wrk")
+
+
+@contextlib.contextmanager
+def postgres_server(spec: str) -> Iterator[Any]:
+    """A PostgreSQL server to benchmark against: ``auto`` starts a throwaway one from the
+    machine's binaries with PostgreSQL's default durability (fsync on, as in production),
+    stopped at the end; a ``postgresql://`` URL names a server where databases may be made.
+    Yields an object whose ``new_database(migrated=False)`` returns a fresh database URL."""
+    sys.path.insert(0, str(ROOT))
+    from tests.postgres import PostgresServer, start_throwaway
+
+    if spec == "auto":
+        server = start_throwaway(free_port(), durable=True)
+        try:
+            yield server
+        finally:
+            server.remove()
+    else:
+        yield PostgresServer(url=spec)

@@ -5,6 +5,13 @@ alone (``Store.list_events``).
 
     python benchmarks/history.py                  # ~3 minutes on 2 cores
     python benchmarks/history.py --sizes 10000,100000 --runs 5
+    python benchmarks/history.py --postgres auto  # the PostgreSQL backend
+
+``--postgres auto`` starts a throwaway server from the machine's binaries (``--postgres
+postgresql://...`` names one where databases may be made); the databases are made by
+``PostgresStore.migrate()``, filled with ``generate_series`` + ``INSERT … SELECT`` (the same
+rows), indexed for search by SQL, then ``VACUUM ANALYZE`` (autovacuum does the same after a
+bulk load). Results go to ``results/history-postgres.json`` and their own RESULTS.md section.
 
 The databases are made by ``receiver.store.SQLiteStore(path).migrate()`` and filled by SQL alone
 (``WITH RECURSIVE`` sequence ``INSERT … SELECT``, 200,000 rows per transaction), then the
@@ -19,6 +26,7 @@ No assertion on time: a measurement, not a test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sqlite3
 import statistics
@@ -31,7 +39,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import HERE, machine, machine_line, save_json, table, write_section  # noqa: E402
+from common import (  # noqa: E402
+    HERE,
+    machine,
+    machine_line,
+    postgres_server,
+    save_json,
+    table,
+    write_section,
+)
 
 from receiver import create_app  # noqa: E402
 from receiver.store import EventFilters, SQLiteStore  # noqa: E402
@@ -109,6 +125,101 @@ def fill(path: str, count: int, *, index: bool = True) -> dict[str, float]:
     return timings
 
 
+PG_FILL = f"""
+INSERT INTO events (source, event_type, vendor_event, external_id, occurred_at, received_at,
+                    account, actor, subject_type, subject_id, endpoint, signature_status, data,
+                    delivery_count, dispatch_status)
+SELECT source, event_type, event_type, external_id, occurred_at, received_at, account, NULL,
+       split_part(event_type, '.', 1), subject_id, source, 'valid', data, 1, 'done'
+FROM (
+  SELECT n, (ARRAY{list(SOURCES)})[n %% {len(SOURCES)} + 1] AS source,
+         (ARRAY{list(TYPES)})[n %% {len(TYPES)} + 1] AS event_type,
+         format('evt-%%s-%%s', (ARRAY{list(SOURCES)})[n %% {len(SOURCES)} + 1],
+                lpad(n::text, 10, '0')) AS external_id,
+         to_char(timestamp '2024-01-01' + make_interval(secs => n * 3),
+                 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS occurred_at,
+         to_char(timestamp '2024-01-01' + make_interval(secs => n * 3 + 1),
+                 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS received_at,
+         format('acct-%%s', lpad((n %% 200)::text, 4, '0')) AS account,
+         format('lic-%%s', lpad((((n::bigint * 2246822519) %% 4294967291) %% %(subjects)s)::text,
+                               8, '0')) AS subject_id,
+         json_build_object('id', n, 'type', 'licenses',
+             'key', 'KEY-' || upper(lpad(to_hex((n::bigint * 2654435761) %% 4294967296), 8, '0')),
+             'customer', format('cus_%%s', lpad((n %% 100000)::text, 6, '0')), 'seats', n %% 10,
+             'plan', (ARRAY{list(PLANS)})[n %% {len(PLANS)} + 1],
+             'status', CASE WHEN n %% 7 = 0 THEN 'suspended' ELSE 'active' END,
+             'metadata', json_build_object('orderNumber', format('SO-%%s', n),
+                 'region', CASE n %% 3 WHEN 0 THEN 'eu-west' WHEN 1 THEN 'us-east'
+                           ELSE 'ap-south' END),
+             'note', 'renewal processed by the reseller portal')::text AS data
+  FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS n
+) AS generated
+"""
+
+
+# What catch_up_search writes, in SQL (the fixture's text is ASCII, so this splits words as
+# receiver.store.postgres.search_words does).
+PG_INDEX = """
+INSERT INTO event_search (event_id, document)
+SELECT id, to_tsvector('simple', regexp_replace(lower(concat_ws(' ', event_type, vendor_event,
+       source, subject_id, account, actor, external_id, data)), '[^a-z0-9]+', ' ', 'g'))
+FROM events WHERE id BETWEEN %(first)s AND %(last)s
+"""
+
+
+def fill_postgres(url: str, count: int) -> dict[str, float]:
+    """The same history in a PostgreSQL database (migrated, bulk-filled, analyzed)."""
+    import psycopg
+
+    from receiver.store.postgres import PostgresStore
+
+    timings: dict[str, float] = {}
+    began = time.perf_counter()
+    store = PostgresStore(url)
+    store.migrate()
+    store.close()
+    subjects = max(1, count // EVENTS_PER_SUBJECT)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = off")  # a fixture: durability does not matter
+        for first in range(1, count + 1, BATCH):
+            conn.execute(PG_FILL,  # type: ignore[arg-type]
+                         {"first": first, "last": min(count, first + BATCH - 1),
+                          "subjects": subjects})
+        timings["insert_s"] = time.perf_counter() - began
+        began = time.perf_counter()
+        for first in range(1, count + 1, BATCH):
+            conn.execute(PG_INDEX,  # type: ignore[arg-type]
+                         {"first": first, "last": min(count, first + BATCH - 1)})
+        conn.execute("VACUUM ANALYZE events")
+        conn.execute("VACUUM ANALYZE event_search")
+        timings["catch_up_search_s"] = time.perf_counter() - began
+        timings["indexed"] = count
+        timings["file_mb"] = conn.execute(
+            "SELECT pg_total_relation_size('events')").fetchone()[0] / 1e6  # type: ignore[index]
+    return timings
+
+
+def pick_postgres(url: str) -> dict[str, Any]:
+    """``pick`` on PostgreSQL."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        low, high, total = conn.execute(
+            "SELECT min(id), max(id), count(*) FROM events").fetchone()  # type: ignore[misc]
+        candidates = {row[0] for row in conn.execute(
+            "SELECT subject_id FROM events ORDER BY id DESC LIMIT 500")}
+
+        def license_events(subject: str) -> int:
+            return int(conn.execute(  # type: ignore[index]
+                "SELECT count(*) FROM events WHERE subject_id = %s AND event_type >= 'license.'"
+                " AND event_type < 'license/'", (subject,)).fetchone()[0])
+
+        newest = min(sorted(candidates), key=lambda subject: abs(8 - license_events(subject)))
+        key = conn.execute("SELECT data::json->>'key' FROM events WHERE id = %s",
+                           ((low + high) // 2,)).fetchone()[0]  # type: ignore[index]
+    return {"subject": newest, "cursor": low + 120, "key": key, "count": total}
+
+
 def pick(path: str) -> dict[str, Any]:
     """The values the queries use: a subject with license.* events, a deep cursor near the
     oldest end, a key that one event holds."""
@@ -161,11 +272,11 @@ def median_ms(call: Callable[[], Any], runs: int) -> float:
 
 
 def time_size(path: str, runs: int) -> dict[str, Any]:
-    values = pick(path)
+    values = pick_postgres(path) if path.startswith("postgresql://") else pick(path)
     app = create_app({"DATABASE": path, "TESTING": True, "SECRET_KEY": "benchmark"},
                      background=False)
     client = app.test_client()
-    store: SQLiteStore = app.extensions["receiver.store"]
+    store = app.extensions["receiver.store"]
     out: dict[str, Any] = {"values": values, "queries": {}}
     for label, query, filters, cursor, asked in queries(values):
         url = "/api/events" + (f"?{query}" if query else "")
@@ -193,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated event counts (default 10000,1000000)")
     parser.add_argument("--runs", type=int, default=9, help="timed runs per query (median)")
     parser.add_argument("--keep", metavar="DIR", help="build the databases in DIR and keep them")
+    parser.add_argument("--postgres", metavar="auto|URL", default=None,
+                        help="measure the PostgreSQL backend: 'auto' starts a throwaway server, "
+                             "a postgresql:// URL names one where databases may be made")
     parser.add_argument("--no-write", action="store_true",
                         help="print only; do not touch results/ and RESULTS.md")
     args = parser.parse_args(argv)
@@ -204,10 +318,26 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     print(f"machine: {machine_line(info)}")
     results: dict[int, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="receiver-history-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="receiver-history-"))
+        pg = stack.enter_context(postgres_server(args.postgres)) if args.postgres else None
         folder = Path(args.keep or tmp)
         folder.mkdir(parents=True, exist_ok=True)
         for size in sizes:
+            if pg is not None:
+                path = pg.new_database(migrated=False)
+                fixture = fill_postgres(path, size)
+                timed = time_size(path, args.runs)
+                timed["fixture"] = fixture
+                results[size] = timed
+                print(f"{size:>9,} events: inserted in {fixture['insert_s']:.1f} s, indexed "
+                      f"for search + VACUUM ANALYZE {fixture['catch_up_search_s']:.1f} s, "
+                      f"events {fixture['file_mb']:.0f} MB", flush=True)
+                for label, entry in timed["queries"].items():
+                    print(f"  {label:<46} {entry['http_ms']:8.2f} ms  (store "
+                          f"{entry['store_ms']:.2f} ms, {entry['rows']} rows)", flush=True)
+                pg.drop_database(path)
+                continue
             path = str(folder / f"history-{size}.db")
             for suffix in ("", "-wal", "-shm", ".lock"):
                 if os.path.exists(path + suffix):
@@ -241,19 +371,31 @@ def main(argv: list[str] | None = None) -> int:
     fixture_rows = [[f"{size:,}", f"{results[size]['fixture']['insert_s']:.1f}",
                      f"{results[size]['fixture']['catch_up_search_s']:.1f}",
                      f"{results[size]['fixture']['file_mb']:.0f}"] for size in sizes]
-    fixture_text = table(["events", "bulk insert s", "catch_up_search() s", "file MB"],
-                         fixture_rows)
+    fixture_text = table(["events", "bulk insert s",
+                          "search index + VACUUM ANALYZE s" if args.postgres
+                          else "catch_up_search() s",
+                          "events table MB" if args.postgres else "file MB"], fixture_rows)
     print()
     print(text)
     print()
     print(fixture_text)
     print(f"\nIn all {elapsed:.0f} s. Flat (ratio ~1) means keyset paging and indexes work.")
     if not args.no_write:
-        save_json("history", {"machine": info, "runs": args.runs,
+        name = "history-postgres" if args.postgres else "history"
+        save_json(name, {"machine": info, "runs": args.runs,
                               "sizes": {str(size): results[size] for size in sizes},
                               "elapsed_seconds": round(elapsed, 1)})
         values = results[large]["values"]
-        title = f"History: `GET /api/events` at {small:,} and {large:,} events"
+        title = (f"History{' on PostgreSQL' if args.postgres else ''}: `GET /api/events` at "
+                 f"{small:,} and {large:,} events")
+        made = ("Databases made by `PostgresStore(url).migrate()` on a PostgreSQL 15 server, "
+                "filled with SQL (`generate_series` + `INSERT … SELECT`, {BATCH:,} rows per "
+                "statement; events only), indexed for search by SQL writing what "
+                "`catch_up_search` writes, then `VACUUM ANALYZE` "
+                "(autovacuum does the same after a bulk load)" if args.postgres else
+                "Databases made by `SQLiteStore(path).migrate()` (WAL, 2 KiB pages), filled with "
+                f"SQL (`WITH RECURSIVE` + `INSERT … SELECT`, {BATCH:,} rows per transaction; "
+                "events only). No `ANALYZE` (the receiver runs none)")
         section = f"""## {title} (benchmarks/history.py)
 
 Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {elapsed:.0f} s.
@@ -263,10 +405,9 @@ Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {elapsed:.0f} s
 - Timed through the Flask test client (in-process `create_app`, no socket: routing, filters,
   SQL, masking, JSON), median of {args.runs} runs after one warm call; "store" is
   `Store.list_events` alone. Page size 50 (the default).
-- Databases made by `SQLiteStore(path).migrate()` (WAL, 2 KiB pages), filled with SQL
-  (`WITH RECURSIVE` + `INSERT … SELECT`, {BATCH:,} rows per transaction; events only),
+- {made};
   ~{EVENTS_PER_SUBJECT} events per subject at every size (spread by a hash), 16 event
-  types (5 of them `license.*`), 6 sources. No `ANALYZE` (the receiver runs none).
+  types (5 of them `license.*`), 6 sources.
 - Queries at {large:,}: subject `{values['subject']}`, cursor `{values['cursor']}` (120 ids from the
   oldest), search key `{values['key']}` (one event).
 
@@ -276,8 +417,8 @@ Fixture (not part of the timings above):
 
 {fixture_text}
 """
-        write_section("history", section)
-        print(f"wrote {HERE / 'RESULTS.md'} and {HERE / 'results' / 'history.json'}")
+        write_section(name, section)
+        print(f"wrote {HERE / 'RESULTS.md'} and {HERE / 'results' / (name + '.json')}")
     return 0
 
 

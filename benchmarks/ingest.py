@@ -3,6 +3,7 @@ Flask baselines on the same gunicorn settings, in one run.
 
     python benchmarks/ingest.py                 # ~13 minutes on 2 cores
     python benchmarks/ingest.py --dialects keygen,fno --duration 5 --rounds 1
+    python benchmarks/ingest.py --postgres auto  # the PostgreSQL backend (see below)
 
 Servers (each started and stopped here, on free 127.0.0.1 ports, same gunicorn settings):
 - ``bare-204``: a bare Flask app answering 204, storing nothing (``bare_app.py``);
@@ -12,6 +13,16 @@ Servers (each started and stopped here, on free 127.0.0.1 ports, same gunicorn s
   Ed25519 verification on (public key + ``url``), LicenseSpring, FNO with Basic auth,
   Zentitle, Standard Webhooks with a ``whsec_`` secret, and generic JSON on an unconfigured
   name (auto-detected).
+
+``--postgres auto`` (a throwaway server from the machine's binaries, PostgreSQL's defaults:
+fsync on) or ``--postgres postgresql://...`` (a server where databases may be made): the
+receiver stores in PostgreSQL and ``bare-insert`` becomes the same bare app doing one psycopg
+insert of body + headers per request into the same server, autocommit with
+``synchronous_commit = on`` (the receiver's durability there). Per new event the receiver
+commits one statement: an events row (3 secondary b-trees), a deliveries row (1 secondary
+b-tree) and a ``search_queue`` row (its primary key; indexed for search later, off the
+request); bare-insert one row in one table (its primary key).
+Results go to ``results/ingest-postgres.json`` and their own section of RESULTS.md.
 
 Every request is a unique event (id fields vary), ~1 KB of compact JSON, signed before the
 run (signing is not measured). Per dialect the three servers get the same request stream:
@@ -29,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -55,6 +67,7 @@ from common import (  # noqa: E402
     free_port,
     machine,
     machine_line,
+    postgres_server,
     save_json,
     table,
     write_section,
@@ -361,8 +374,14 @@ def ratio_text(middle: float, low: float, high: float) -> str:
     return f"{middle:.2f} ({low:.2f}-{high:.2f})" if high > low else f"{middle:.2f}"
 
 
-def stored_counts(db: Path) -> dict[str, dict[str, int]]:
-    conn = sqlite3.connect(db)
+def stored_counts(db: Path | str) -> dict[str, dict[str, int]]:
+    """Events, duplicates and deliveries per endpoint (SQL both backends understand)."""
+    if str(db).startswith("postgresql://"):
+        import psycopg
+
+        conn: Any = psycopg.connect(str(db))
+    else:
+        conn = sqlite3.connect(db)
     try:
         counts: dict[str, dict[str, int]] = {}
         for endpoint, events, repeats in conn.execute(
@@ -370,7 +389,8 @@ def stored_counts(db: Path) -> dict[str, dict[str, int]]:
             counts.setdefault(endpoint, {})["events"] = events
             counts[endpoint]["duplicates"] = repeats or 0
         for endpoint, ok, refused in conn.execute(
-                "SELECT endpoint, sum(status_code < 300), sum(status_code >= 300) FROM deliveries"
+                "SELECT endpoint, sum(CASE WHEN status_code < 300 THEN 1 ELSE 0 END),"
+                " sum(CASE WHEN status_code >= 300 THEN 1 ELSE 0 END) FROM deliveries"
                 " GROUP BY 1"):
             counts.setdefault(endpoint, {})["deliveries_2xx"] = ok or 0
             counts[endpoint]["deliveries_refused"] = refused or 0
@@ -404,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
                              "be nearly idle (other processes' CPU < 0.3 cores); default 0")
     parser.add_argument("--rate-cap", type=int, default=8000,
                         help="requests/s the unique pool is sized for (default 8000)")
+    parser.add_argument("--postgres", metavar="auto|URL", default=None,
+                        help="measure the PostgreSQL backend: 'auto' starts a throwaway server, "
+                             "a postgresql:// URL names one where databases may be made")
     parser.add_argument("--no-write", action="store_true",
                         help="print only; do not touch results/ and RESULTS.md")
     args = parser.parse_args(argv)
@@ -431,19 +454,26 @@ def main(argv: list[str] | None = None) -> int:
     pool_size = int(args.rate_cap * (args.duration + 1))
     warm_size = int(args.rate_cap * (args.warmup + 1)) if args.warmup > 0 else 0
 
-    with tempfile.TemporaryDirectory(prefix="receiver-bench-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="receiver-bench-"))
         work = Path(tmp)
         config = work / "receiver.toml"
         config.write_text(receiver_config(public_hex))
-        receiver_db = work / "receiver.db"
-        bare_db = work / "bare.db"
+        receiver_db: Path | str = work / "receiver.db"
+        bare_env = {"BENCH_BARE_DB": str(work / "bare.db")}
+        if args.postgres:
+            pg = stack.enter_context(postgres_server(args.postgres))
+            receiver_db = pg.new_database(migrated=False)
+            bare_env = {"BENCH_BARE_DB": "", "BENCH_BARE_PG": pg.new_database(migrated=False)}
+            where = "a throwaway server (fsync on)" if args.postgres == "auto" else args.postgres
+            print(f"PostgreSQL: {where}")
         clean_env: dict[str, str | None] = {
             name: None for name in os.environ if name.startswith("RECEIVER_")}
         servers = [
             Server("bare-204", "bare_app:app", free_port(), env={"BENCH_BARE_DB": ""},
                    pythonpath=str(HERE), log_path=work / "bare-204.log"),
             Server("bare-insert", "bare_app:app", free_port(),
-                   env={"BENCH_BARE_DB": str(bare_db)}, pythonpath=str(HERE),
+                   env=bare_env, pythonpath=str(HERE),
                    log_path=work / "bare-insert.log"),
             Server("receiver", "receiver:create_app()", free_port(),
                    env={**clean_env, "RECEIVER_CONFIG": str(config),
@@ -573,18 +603,34 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nIn all {elapsed:.0f} s. Targets: recv/bare-204 >= 0.70, recv/bare-insert >= 0.90.")
 
     if not args.no_write:
-        save_json("ingest", report)
+        save_json("ingest-postgres" if args.postgres else "ingest", report)
         detail_rows = [[d, DETAIL[d]] for d in dialects]
-        section = f"""## Ingest: `POST /hooks/<endpoint>` (benchmarks/ingest.py)
+        if args.postgres:
+            title = ("Ingest on PostgreSQL: `POST /hooks/<endpoint>` "
+                     "(benchmarks/ingest.py --postgres)")
+            insert_text = ("one psycopg INSERT of body + headers per request into the same "
+                           "PostgreSQL 15 server (autocommit)")
+            durability = ("`synchronous_commit = on` (each commit waits for the WAL flush; "
+                          "fsync on) for both the receiver and `bare-insert`. Per new event "
+                          "the receiver commits ONE statement: an events row (3 secondary "
+                          "b-trees), a deliveries row (1 secondary b-tree) and a search_queue "
+                          "row (indexed for search later, off the request); bare-insert one "
+                          "row (its primary key)")
+        else:
+            title = "Ingest: `POST /hooks/<endpoint>` (benchmarks/ingest.py)"
+            insert_text = "one plain `sqlite3` INSERT of body + headers per request"
+            durability = ("WAL with `synchronous=NORMAL` for both the receiver and "
+                          "`bare-insert`")
+        section = f"""## {title}
 
 Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {elapsed:.0f} s.
 
 - Machine: {machine_line(info)}.
 - Receiver code measured: commit {info['revision']}.
 - Servers, all three alike: {settings.describe()}, each on its own free 127.0.0.1 port.
-  `bare-204` = bare Flask answering 204 without storing; `bare-insert` = that app doing one
-  plain `sqlite3` INSERT of body + headers per request; `receiver` = `receiver:create_app()`.
-- Durability: WAL with `synchronous=NORMAL` for both the receiver and `bare-insert`.
+  `bare-204` = bare Flask answering 204 without storing; `bare-insert` = that app doing
+  {insert_text}; `receiver` = `receiver:create_app()`.
+- Durability: {durability}.
 - Load tool: {tool.describe(args.connections, args.threads)}. Warm-up {args.warmup:g} s (not
   counted), then {args.duration:g} s measured, per server and dialect, in {args.rounds}
   rounds with the servers' order rotated; the three servers get the same request stream.
@@ -614,7 +660,7 @@ request each; a duplicate would mean a repeated request):
 
 Targets (issue 7): recv/bare-204 >= 0.70 and recv/bare-insert >= 0.90.
 """
-        write_section("ingest", section)
+        write_section("ingest-postgres" if args.postgres else "ingest", section)
         print(f"wrote {HERE / 'RESULTS.md'} and {HERE / 'results' / 'ingest.json'}")
     return 0
 

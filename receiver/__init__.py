@@ -47,7 +47,9 @@ def create_app(config: Mapping[str, Any] | None = None, *, background: bool = Tr
     logging.basicConfig(level=logging.INFO)
 
     store = open_store(app.config["DATABASE"], busy_timeout_ms=app.config["BUSY_TIMEOUT"],
-                       max_size=app.config["MAX_DATABASE_SIZE"])
+                       max_size=app.config["MAX_DATABASE_SIZE"],
+                       pool_size=app.config["POOL_SIZE"],
+                       prepared_statements=app.config["PREPARED_STATEMENTS"])
     store.migrate()
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = store.secret_key()

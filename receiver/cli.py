@@ -34,20 +34,32 @@ def _settings(db: str | None = None) -> dict[str, Any]:
         raise click.ClickException(str(error)) from None
 
 
-def _open_store(db: str | None) -> Any:
-    from .store import open_store
+def _open_store(db: str | None, *, create: bool = False) -> Any:
+    """The history named by ``--db`` or the settings: an existing SQLite file (or a new one
+    with ``create``) or a PostgreSQL URL; a database that cannot be reached is a message."""
+    return _open_database(_settings(db)["DATABASE"], create=create)
 
-    settings = _settings(db)
-    if not Path(settings["DATABASE"]).exists():
-        raise click.ClickException(f"no database at {settings['DATABASE']} (set --db or "
+
+def _open_database(database: str, *, create: bool = False) -> Any:
+    from .store import backend_of, open_store
+
+    try:
+        backend = backend_of(database)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    if backend == "sqlite" and not create and not Path(database).exists():
+        raise click.ClickException(f"no database at {database} (set --db or "
                                    "RECEIVER_DATABASE)")
-    store = open_store(settings["DATABASE"])
-    store.migrate()
+    try:
+        store = open_store(database)
+        store.migrate()
+    except (ConfigError, ReceiverError) as error:
+        raise click.ClickException(getattr(error, "message", str(error))) from None
     return store
 
 
-db_option = click.option("--db", "db", metavar="PATH", envvar="RECEIVER_DATABASE",
-                         help="SQLite file (default: settings DATABASE).")
+db_option = click.option("--db", "db", metavar="PATH|URL", envvar="RECEIVER_DATABASE",
+                         help="SQLite file or postgresql:// URL (default: settings DATABASE).")
 
 
 @click.group()
@@ -107,6 +119,8 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
             store.close()
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
+    except ReceiverError as error:  # PostgreSQL cannot be reached
+        raise click.ClickException(error.message) from None
     if not is_loopback_host(host) and not settings.get("INSPECTOR_TOKEN"):
         token = secrets.token_urlsafe(24)
         os.environ["RECEIVER_INSPECTOR_TOKEN"] = token
@@ -132,8 +146,10 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
         def load(self) -> Any:
             return create_app()
 
+    from .store import shown as shown_database
+
     click.echo(f"Receiving webhooks at http://{host}:{port}/hooks "
-               f"(database {settings['DATABASE']})", err=True)
+               f"(database {shown_database(settings['DATABASE'])})", err=True)
     Server().run()
 
 
@@ -480,6 +496,76 @@ def plugins_command() -> None:
     click.echo(json.dumps(report.as_dict(), indent=2))
     if report.as_dict().get("failed"):
         sys.exit(1)
+
+
+# -- scale-out: workers and copies ----------------------------------------------------------
+
+
+@cli.command()
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Events run at once (threads).")
+@click.option("--poll", default=0.5, show_default=True, type=click.FloatRange(0.05, 60),
+              help="Seconds between looks for pending events while there are none.")
+@db_option
+def worker(concurrency: int, poll: float, db: str | None) -> None:
+    """Run handlers of pending events, for receivers with RECEIVER_DISPATCH=worker (any number
+    of workers, on any machine). SIGTERM lets running handlers finish, then exits."""
+    from . import create_app, dispatch
+
+    overrides: dict[str, Any] = {"DATABASE": db} if db else {}
+    settings = _settings(db)
+    # Each thread holds a connection while it claims or records; the lease keeper one more.
+    overrides["POOL_SIZE"] = max(settings["POOL_SIZE"], concurrency + 2)
+    try:
+        app = create_app(overrides, background=False)
+    except (ConfigError, ReceiverError) as error:
+        raise click.ClickException(getattr(error, "message", str(error))) from None
+    store = app.extensions["receiver.store"]
+    from .store import shown as shown_database
+
+    click.echo(f"Running handlers of pending events in {shown_database(settings['DATABASE'])} "
+               f"(concurrency {concurrency}); SIGTERM or Ctrl-C to stop", err=True)
+    try:
+        ran = dispatch.run_worker(store, app.config, concurrency=concurrency,
+                                  poll_seconds=poll)
+    finally:
+        store.close()
+    click.echo(f"worker stopped after {ran} events", err=True)
+
+
+@cli.command("copy")
+@click.option("--from", "source", required=True, metavar="PATH|URL",
+              help="The history to read: a SQLite file or a postgresql:// URL.")
+@click.option("--to", "target", required=True, metavar="PATH|URL",
+              help="Where to write it (made and migrated when new).")
+@click.option("--batch", default=200, show_default=True, type=click.IntRange(1, 10_000),
+              help="Rows per target transaction.")
+def copy_command(source: str, target: str, batch: int) -> None:
+    """Copy a history between backends: deliveries with their exact bytes, events, handler
+    runs; ids and dedup keys kept. Run it again to resume: rows already there are skipped."""
+    from .copying import copy_history
+
+    if source == target:
+        raise click.BadParameter("--from and --to name the same database", param_hint="--to")
+    source_store = _open_database(source)
+    target_store = _open_database(target, create=True)
+    try:
+        total = sum(source_store.table_counts().values())
+        with click.progressbar(length=total, label="copying", file=sys.stderr) as bar:
+            report = copy_history(source_store, target_store, batch=batch, progress=bar.update)
+    except ReceiverError as error:
+        raise click.ClickException(error.message) from None
+    finally:
+        source_store.close()
+        target_store.close()
+    for table, copied in report.copied.items():
+        click.echo(f"{table}: copied {copied}, source {report.source_counts[table]}, "
+                   f"target {report.target_counts[table]}")
+    if report.missing:
+        raise click.ClickException(
+            "the target holds fewer rows than the source ("
+            + ", ".join(f"{table}: {count} missing" for table, count in report.missing.items())
+            + "); rows with the same ids or dedup keys were already there")
 
 
 # -- forward ------------------------------------------------------------------------------

@@ -51,6 +51,13 @@ def parse_count(value: Any) -> int:
     return number
 
 
+def parse_positive(value: Any) -> int:
+    number = parse_int(value)
+    if number < 1:
+        raise ValueError(f"expected 1 or more, got {value!r}")
+    return number
+
+
 def parse_size(value: Any) -> int:
     """Bytes: ``5242880``, ``5MiB``, ``512kb``."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -140,6 +147,20 @@ def url_template(*known: str) -> Callable[[Any], str]:
     return parse
 
 
+def parse_database(value: Any) -> str:
+    """A file path (SQLite) or a ``postgresql://`` URL; any other ``scheme://`` is refused."""
+    from .store import backend_of
+
+    text = parse_str(value).strip()
+    if not text:
+        raise ValueError("expected a file path or a postgresql:// URL, got an empty value")
+    try:
+        backend_of(text)
+    except ConfigError as error:
+        raise ValueError(str(error).removeprefix("DATABASE: ")) from None
+    return text
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -149,12 +170,15 @@ class Setting:
 
 
 SETTINGS: list[Setting] = [
-    Setting("DATABASE", parse_str, "receiver.db", "SQLite file that holds the history."),
+    Setting("DATABASE", parse_database, "receiver.db",
+            "SQLite file that holds the history, or a postgresql:// URL (PostgreSQL: several "
+            "receivers and workers on one database). DATABASE_URL is read when this is unset."),
     Setting("SECRET_KEY", optional(parse_str), None,
             "Signs session cookies and CSRF tokens; made and kept beside the database when unset."),
     Setting("MAX_BODY", parse_size, 5 * MiB, "Largest accepted body in bytes (413 above)."),
-    Setting("DISPATCH", choice("background", "sync"), "background",
-            "Run handlers after the response in a worker thread, or before answering (sync)."),
+    Setting("DISPATCH", choice("background", "sync", "worker"), "background",
+            "Run handlers after the response in a thread of this process (background), before "
+            "answering (sync), or only in separate `receiver worker` processes (worker)."),
     Setting("INSPECTOR_TOKEN", optional(parse_str), None,
             "When set, pages and the JSON API need this Bearer token or a /login session."),
     Setting("REDELIVER_ALLOW", parse_list, ["localhost", "127.0.0.1", "::1"],
@@ -171,6 +195,12 @@ SETTINGS: list[Setting] = [
             "Milliseconds a write waits for the database lock before answering 503."),
     Setting("MAX_DATABASE_SIZE", optional(parse_size), None,
             "Cap on the database file (bytes, 1GiB...); beyond it ingest answers 503."),
+    Setting("POOL_SIZE", parse_positive, 4,
+            "PostgreSQL: connections each process keeps at most (requests, dispatch, upkeep "
+            "share them)."),
+    Setting("PREPARED_STATEMENTS", parse_bool, True,
+            "PostgreSQL: prepare frequent statements on the server; turn off behind a "
+            "PgBouncer older than 1.21 in transaction mode."),
     Setting("DISPATCH_LEASE", parse_int, 45,
             "Seconds a worker holds an event it dispatches; a dead worker's events are "
             "taken over after this."),
@@ -318,7 +348,10 @@ def _replace(endpoint: Endpoint, **changes: Any) -> Endpoint:
 
 
 def _key(name: str, origin: str) -> str:
-    """How the user wrote a setting: ``RECEIVER_NAME`` in the environment, else ``NAME``."""
+    """How the user wrote a setting: ``RECEIVER_NAME`` in the environment, ``DATABASE_URL``
+    when it came from there, else ``NAME``."""
+    if origin == "DATABASE_URL":
+        return origin
     return f"RECEIVER_{name}" if origin == "RECEIVER_" else name
 
 
@@ -355,8 +388,13 @@ def load_settings(
     toml: dict[str, Any] = read_toml(str(config_path)) if config_path else {}
     endpoints_raw = toml.pop("endpoints", {})
     layers.append(("RECEIVER_CONFIG", {key.upper(): value for key, value in toml.items()}))
-    layers.append(("RECEIVER_", {key[len("RECEIVER_"):]: value for key, value in environ.items()
-                                 if key.startswith("RECEIVER_")}))
+    prefixed = {key[len("RECEIVER_"):]: value for key, value in environ.items()
+                if key.startswith("RECEIVER_")}
+    named = "DATABASE" in prefixed or "DATABASE" in overrides or "DATABASE" in layers[0][1]
+    if not named and environ.get("DATABASE_URL"):
+        # Platforms (Heroku, Render, Fly, Railway) name their database here.
+        layers.append(("DATABASE_URL", {"DATABASE": environ["DATABASE_URL"]}))
+    layers.append(("RECEIVER_", prefixed))
     layers.append(("create_app", overrides))
 
     known = {setting.name for setting in SETTINGS}

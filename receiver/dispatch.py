@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import queue
+import signal
 import socket
 import threading
 import time
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import signals
-from .errors import BadRequest
+from .errors import BadRequest, StorageUnavailable
 from .events import Event
 from .store import Store
 
@@ -91,7 +92,10 @@ class Dispatcher:
         return self._owner
 
     def submit(self, event_id: int) -> None:
-        """Hand over an event that was stored leased to us; in sync mode it runs now."""
+        """Hand over an event that was stored leased to us; in sync mode it runs now. With
+        ``DISPATCH=worker`` nothing runs here: the event waits for a `receiver worker`."""
+        if self.mode == "worker":
+            return
         self._hold(event_id)
         if self.mode == "sync":
             self.run_leased(event_id)
@@ -120,6 +124,8 @@ class Dispatcher:
         for event in events:
             try:
                 run_event(self.store, self.settings, event, owner=self.owner)
+            except StorageUnavailable as error:  # the lease runs out; a sweep retries it
+                log.warning("dispatch of event %s: %s", event.id, error.message)
             except Exception:  # the lease runs out and another sweep retries it
                 log.exception("dispatch of event %s failed", event.id)
             finally:
@@ -166,6 +172,8 @@ class Dispatcher:
                     return
             try:
                 self.store.renew_leases(self.owner, lease_seconds=self.lease_seconds)
+            except StorageUnavailable as error:
+                log.warning("renewing dispatch leases: %s", error.message)
             except Exception:  # a full disk: retried next round, taken over after the lease
                 log.exception("renewing dispatch leases failed")
 
@@ -193,6 +201,8 @@ class Dispatcher:
                 if event_id is None:
                     break
                 self.run_leased(event_id)
+            except StorageUnavailable as error:  # the lease runs out; a sweep retries it
+                log.warning("dispatch of event %s: %s", event_id, error.message)
             except Exception:
                 log.exception("dispatch of event %s failed", event_id)
             finally:
@@ -202,6 +212,8 @@ class Dispatcher:
         try:
             while self.dispatch() and not self._stopping.is_set():
                 pass
+        except StorageUnavailable as error:  # the next sweep tries again
+            log.warning("dispatch sweep: %s", error.message)
         except Exception:
             log.exception("dispatch sweep failed")
 
@@ -224,3 +236,48 @@ class Dispatcher:
                 if remaining <= 0:
                     raise TimeoutError("dispatch queue did not drain")
                 pending.all_tasks_done.wait(remaining)
+
+
+def run_worker(store: Store, settings: Mapping[str, Any], *, concurrency: int = 1,
+               poll_seconds: float = 0.5, stop: threading.Event | None = None) -> int:
+    """`receiver worker`: claim pending events (and those whose lease ran out) and run their
+    handlers until SIGTERM or SIGINT, ``concurrency`` at a time. A signal lets each running
+    handler finish, then returns; events claimed one at a time, so none waits on a lease
+    held by a worker that is leaving. Returns how many events ran."""
+    stop = stop or threading.Event()
+    dispatcher = Dispatcher(store, {**settings, "DISPATCH": "background"})
+    counts = [0] * concurrency
+
+    def loop(slot: int) -> None:
+        while not stop.is_set():
+            try:
+                ran = dispatcher.dispatch(limit=1)
+            except StorageUnavailable as error:  # the database is back later: keep polling
+                log.warning("worker: %s", error.message)
+                ran = 0
+            except Exception:
+                log.exception("worker: claiming pending events failed")
+                ran = 0
+            counts[slot] += ran
+            if not ran:
+                stop.wait(poll_seconds)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGTERM, signal.SIGINT):
+            previous[number] = signal.signal(number, lambda *_: stop.set())
+    threads = [threading.Thread(target=loop, args=(slot,), name=f"receiver-worker-{slot}")
+               for slot in range(concurrency)]
+    log.info("worker %s: running handlers of pending events (concurrency %s)",
+             dispatcher.owner, concurrency)
+    try:
+        for thread in threads:
+            thread.start()
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(0.2)
+    finally:
+        stop.set()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return sum(counts)

@@ -29,6 +29,7 @@ SEARCH_PAUSE_SECONDS = 60  # after the database refused an indexing write
 #: unindexed events itself on SQLite): bursts cost ingest no indexing, a steady stream is
 #: indexed in batches.
 SEARCH_DEFER_WHILE_BUSY = 2000
+SWEEP_BACKOFF_SECONDS = 2.0  # after the database was unavailable
 
 
 def retention_cutoff(days: int, now: dt.datetime | None = None) -> str:
@@ -57,8 +58,12 @@ class Maintenance:
                                         daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread and wait for its tick to end (then the store may be closed)."""
         self._stop.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def run_once(self, tick: int = 0) -> None:
         """One tick: checkpoint the WAL (often and PASSIVE, which keeps the WAL short and the
@@ -105,6 +110,9 @@ class Maintenance:
         while not self._stop.wait(TICK_SECONDS if tick else 0):
             try:
                 self.run_once(tick)
+            except StorageUnavailable as error:  # the database is down: try again later
+                log.warning("maintenance: %s", error.message)
+                self._stop.wait(SWEEP_BACKOFF_SECONDS)
             except Exception:  # retried next tick; a full disk must not kill the thread
                 log.exception("maintenance failed")
             tick += 1

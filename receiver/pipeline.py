@@ -76,10 +76,17 @@ def receive(
         )
         return Outcome(error.status, {"ok": False, "error": error.message,
                                       "delivery_id": delivery_id}, delivery_id)
-    wanted = dispatcher_id is not None and bool(signals.handlers_for(event, settings or {}))
+    settings = settings or {}
+    lease_seconds = float(settings.get("DISPATCH_LEASE", 45))
+    if settings.get("DISPATCH") == "worker":
+        # `receiver worker` processes decide which handlers run (they load the plugins and
+        # hold their settings): every new event waits for them, its lease free at once.
+        wanted, lease_seconds = dispatcher_id is not None, 0.0
+    else:
+        wanted = dispatcher_id is not None and bool(signals.handlers_for(event, settings))
     saved = store.save_event(delivery, event, verdict.status, verdict.reason,
                              dispatch_to=dispatcher_id if wanted else None,
-                             lease_seconds=float((settings or {}).get("DISPATCH_LEASE", 45)))
+                             lease_seconds=lease_seconds)
     return Outcome(
         200,
         {

@@ -75,13 +75,66 @@ LICENSE_KEY: str = _keygen_payload("license.created")["data"]["attributes"]["key
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests see only the settings they pass: no RECEIVER_* from the shell."""
     for key in list(os.environ):
-        if key.startswith("RECEIVER_"):
+        if key.startswith("RECEIVER_") or key == "DATABASE_URL":
             monkeypatch.delenv(key)
 
 
+#: Read before the environment is cleaned for each test.
+TEST_POSTGRES = os.environ.get("RECEIVER_TEST_POSTGRES")
+
+#: Test modules whose tests that touch the database run on both backends.
+BOTH_BACKENDS = {"test_store", "test_web_api", "test_dispatch", "test_retention", "test_cli"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only: the test looks at SQLite itself (its file, PRAGMAs); it runs "
+        "on the SQLite backend only")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests of ``BOTH_BACKENDS`` that use the database run once per backend."""
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if ("backend" in metafunc.fixturenames and module in BOTH_BACKENDS
+            and metafunc.definition.get_closest_marker("sqlite_only") is None):
+        metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+
+
 @pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "receiver.db")
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A PostgreSQL server for the session (see tests/postgres.py), or a skip saying how to
+    get one."""
+    from .postgres import HOW_TO_ENABLE, PostgresServer, start_throwaway
+
+    url = TEST_POSTGRES
+    if url:
+        server = PostgresServer(url=url)
+    else:
+        try:
+            server = start_throwaway(free_port())
+        except (FileNotFoundError, KeyError) as error:
+            pytest.skip(f"{HOW_TO_ENABLE} ({error})")
+    server.prepare_template()
+    yield server
+    if not url:
+        server.remove()
+
+
+@pytest.fixture
+def db_path(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test's own database: a file for SQLite, a fresh database for PostgreSQL."""
+    if backend == "sqlite":
+        yield str(tmp_path / "receiver.db")
+        return
+    server = request.getfixturevalue("postgres")
+    url = server.new_database()
+    yield url
+    server.drop_database(url)
 
 
 @pytest.fixture
@@ -100,6 +153,7 @@ def make_app(db_path: str) -> Iterator[Any]:
     yield make
     for app in apps:
         app.extensions["receiver.dispatcher"].stop()
+        app.extensions["receiver.maintenance"].stop()
         app.extensions["receiver.store"].close()
 
 
@@ -145,11 +199,14 @@ class Server:
 
 
 def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None,
-                 config: str | None = None, database: str | None = None) -> Server:
-    """``receiver serve`` as a subprocess on a free loopback port, polled until it answers."""
+                 config: str | None = None, database: str | None = None,
+                 own_group: bool = False) -> Server:
+    """``receiver serve`` as a subprocess on a free loopback port, polled until it answers
+    (``own_group``: in a process group of its own, which a test may SIGKILL whole)."""
     port = free_port()
     database = database or str(tmp / "served.db")
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith("RECEIVER_") and k != "DATABASE_URL"}
     environment.update({"RECEIVER_DATABASE": database, **(env or {})})
     if config is not None:
         config_path = tmp / f"receiver-{port}.toml"
@@ -160,6 +217,7 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None,
         [sys.executable, "-m", "receiver", "serve", "--host", "127.0.0.1", "--port", str(port),
          *args],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env=environment, cwd=tmp,
+        start_new_session=own_group,
     )
     return wait_serving(Server(f"http://127.0.0.1:{port}", process, log, database),
                         "receiver serve")

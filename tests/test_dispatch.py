@@ -5,7 +5,10 @@ never run one event twice."""
 from __future__ import annotations
 
 import json
-import sqlite3
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +23,7 @@ from aiosmtpd.controller import Controller
 
 from receiver import on, signals
 from receiver.events import Delivery
+from receiver.store import EventFilters
 
 from .conftest import all_samples, free_port, sample
 
@@ -165,11 +169,11 @@ def test_background_dispatch_does_not_delay_the_answer(make_app) -> None:
 
 def test_pending_events_are_dispatched_by_a_new_app(make_app, db_path) -> None:
     """The process died between commit and dispatch: the next start runs the event."""
-    from receiver.store import SQLiteStore
+    from receiver.store import open_store
 
     calls: list[int] = []
     on("*")(lambda event, **_: calls.append(event.id))
-    orphan = SQLiteStore(db_path)
+    orphan = open_store(db_path)
     orphan.migrate()
     item = sample("keygen", "license.suspended")
     from receiver import dialects
@@ -203,7 +207,7 @@ def test_a_live_lease_is_not_taken_over(store, db_path) -> None:
 def test_a_handler_slower_than_the_lease_keeps_its_event(make_app, db_path) -> None:
     """The dispatching worker renews its lease while the handler runs, so another worker's
     sweep never takes a live dispatch over (it would run the handler a second time)."""
-    from receiver.store import SQLiteStore
+    from receiver.store import open_store
 
     release, started = threading.Event(), threading.Event()
     runs: list[int] = []
@@ -217,7 +221,7 @@ def test_a_handler_slower_than_the_lease_keeps_its_event(make_app, db_path) -> N
     app = make_app(DISPATCH="background", DISPATCH_LEASE=1)
     answer = app.test_client().post("/hooks", data=sample("fno", "device.created").body)
     assert answer.status_code == 200 and started.wait(10)
-    other_worker = SQLiteStore(db_path)
+    other_worker = open_store(db_path)
     try:
         deadline = time.monotonic() + 3.5  # three and a half lease lengths
         while time.monotonic() < deadline:
@@ -238,7 +242,7 @@ def test_a_dispatch_taken_over_meanwhile_is_not_run_again(make_app, db_path) -> 
     """A process that stood still past its lease (stopped, swapped out) finds the event taken
     over when it resumes, and leaves it to the new holder."""
     from receiver import dialects
-    from receiver.store import SQLiteStore
+    from receiver.store import open_store
 
     runs: list[int] = []
     on("*")(lambda event, **_: runs.append(event.id))
@@ -250,7 +254,7 @@ def test_a_dispatch_taken_over_meanwhile_is_not_run_again(make_app, db_path) -> 
     event = dialects.normalize("keygen", delivery, json.loads(item.body), parsed=True)
     saved = store.save_event(delivery, event, "unchecked", dispatch_to=dispatcher.owner,
                              lease_seconds=-1)
-    assert [e.id for e in SQLiteStore(db_path).claim_pending("worker-b", lease_seconds=60)] == [
+    assert [e.id for e in open_store(db_path).claim_pending("worker-b", lease_seconds=60)] == [
         saved.event_id]
     dispatcher.run_leased(saved.event_id)
     assert runs == []
@@ -355,20 +359,20 @@ def install_user_plugin(site: Path) -> None:
     (info / "entry_points.txt").write_text("[receiver.handlers]\nacme = acme_hooks\n")
 
 
-def test_user_plugin_under_gunicorn_runs_each_event_once(serve, tmp_path, smtp) -> None:
+def test_user_plugin_under_gunicorn_runs_each_event_once(serve, tmp_path, smtp, db_path) -> None:
     mailbox, smtp_port = smtp
     site = tmp_path / "site"
     site.mkdir()
     install_user_plugin(site)
     handler_log = tmp_path / "handled.log"
     handler_log.touch()
-    database = str(tmp_path / "served.db")
+    database = db_path
 
     # Two events left pending by a process that died before dispatching them.
     from receiver import dialects
-    from receiver.store import SQLiteStore
+    from receiver.store import open_store
 
-    orphan = SQLiteStore(database)
+    orphan = open_store(database)
     orphan.migrate()
     orphans = []
     for name in ("license.created", "machine.created"):
@@ -408,10 +412,109 @@ def test_user_plugin_under_gunicorn_runs_each_event_once(serve, tmp_path, smtp) 
         "passwordResetToken"]
     assert token in mailbox.messages[0].content.decode()
 
-    with sqlite3.connect(database) as db:
-        pending = db.execute("SELECT count(*) FROM events WHERE dispatch_status = 'pending'")
-        assert pending.fetchone()[0] == 0
-        runs = db.execute("SELECT event_id, count(*) FROM handler_runs WHERE handler LIKE"
-                          " 'acme_hooks.record' GROUP BY event_id HAVING count(*) > 1")
-        assert runs.fetchall() == []
+    store = open_store(database)
+    try:
+        assert store.list_events(EventFilters(dispatch_status="pending"))[0] == []
+        for event_id in expected:
+            recorded = [run["handler"] for run in store.runs_for_event(event_id)]
+            assert recorded.count("acme_hooks.record") == 1, event_id
+    finally:
+        store.close()
 
+
+
+# -- separate workers: RECEIVER_DISPATCH=worker and `receiver worker` ---------------------
+
+
+def test_worker_mode_web_node_stores_pending_and_runs_nothing(make_app) -> None:
+    from receiver.dispatch import run_worker
+
+    runs: list[int] = []
+    on("*")(lambda event, **_: runs.append(event.id))
+    web = make_app(DISPATCH="worker")
+    answers = [web.test_client().post("/hooks", data=item.body, headers=item.headers).json
+               for item in all_samples()[:5]]
+    store = web.extensions["receiver.store"]
+    event_ids = [answer["event_id"] for answer in answers]
+    assert runs == []
+    assert all(store.get_event(event_id).dispatch_status == "pending" for event_id in event_ids)
+
+    stop = threading.Event()
+    worker = threading.Thread(target=run_worker, args=(store, web.config),
+                              kwargs={"concurrency": 2, "poll_seconds": 0.05, "stop": stop})
+    worker.start()
+    try:
+        wait_for(lambda: all(store.get_event(event_id).dispatch_status == "done"
+                             for event_id in event_ids))
+    finally:
+        stop.set()
+        worker.join(10)
+    assert sorted(runs) == sorted(event_ids)
+    assert all(len(store.runs_for_event(event_id)) == 1 for event_id in event_ids)
+
+
+WORKER_HANDLER = '''\
+import os, time
+from receiver import on
+
+@on("*")
+def slow_record(event, **extra):
+    with open(os.environ["HANDLER_LOG"], "a") as log:
+        log.write(f"start {event.id} {os.getpid()}\\n")
+    time.sleep(float(os.environ.get("HANDLER_SECONDS", "0")))
+    with open(os.environ["HANDLER_LOG"], "a") as log:
+        log.write(f"end {event.id} {os.getpid()}\\n")
+'''
+
+
+def start_worker(tmp_path: Path, database: str, env: dict[str, str],
+                 *args: str) -> subprocess.Popen[bytes]:
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith("RECEIVER_")}
+    environment.update({"RECEIVER_DATABASE": database, **env})
+    log = tmp_path / f"worker-{len(list(tmp_path.glob('worker-*.log')))}.log"
+    return subprocess.Popen([sys.executable, "-m", "receiver", "worker", "--poll", "0.1", *args],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=environment,
+                            cwd=tmp_path)
+
+
+def test_worker_processes_run_each_event_once_and_sigterm_finishes_the_handler(
+        make_app, db_path, tmp_path) -> None:
+    from .test_reliability import install_plugin
+
+    site, handled = tmp_path / "site", tmp_path / "handled.log"
+    install_plugin(site, "worker_hooks", WORKER_HANDLER)
+    handled.touch()
+    web = make_app(DISPATCH="worker")
+    client = web.test_client()
+    event_ids = [client.post("/hooks", data=json.dumps({"type": "order.paid", "n": n})
+                             ).json["event_id"] for n in range(40)]
+    env = {"PYTHONPATH": str(site), "HANDLER_LOG": str(handled), "HANDLER_SECONDS": "0.02"}
+    workers = [start_worker(tmp_path, db_path, env, "--concurrency", "2") for _ in range(2)]
+    store = web.extensions["receiver.store"]
+    try:
+        wait_for(lambda: not store.list_events(EventFilters(dispatch_status="pending"))[0],
+                 timeout=60)
+        ended = [int(line.split()[1]) for line in handled.read_text().splitlines()
+                 if line.startswith("end")]
+        assert sorted(ended) == sorted(event_ids), "an event ran twice or not at all"
+
+        # SIGTERM while a handler runs: it finishes and is recorded, then the worker exits.
+        slow_env = {**env, "HANDLER_SECONDS": "2"}
+        for process in workers:
+            process.terminate()
+            assert process.wait(20) == 0
+        slow = start_worker(tmp_path, db_path, slow_env)
+        workers.append(slow)
+        last = client.post("/hooks", data=b'{"type": "order.refunded"}').json["event_id"]
+        wait_for(lambda: f"start {last} " in handled.read_text(), timeout=30)
+        slow.send_signal(signal.SIGTERM)
+        assert slow.wait(20) == 0
+        assert f"end {last} " in handled.read_text()
+        (run,) = store.runs_for_event(last)
+        assert run["status"] == "ok" and store.get_event(last).dispatch_status == "done"
+    finally:
+        for process in workers:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

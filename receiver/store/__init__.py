@@ -1,35 +1,65 @@
 """Storage: the interface callers use (``base``) and one module per backend.
 
 ``open_store`` picks the backend from the ``DATABASE`` setting: a file path is SQLite (the
-embedded default). Every query lives in the backend modules.
+embedded default), a ``postgresql://`` (or ``postgres://``) URL is PostgreSQL. Every query
+lives in the backend modules.
 """
 
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError
 from .base import DeliveryFilters, EventFilters, Saved, Store
 from .sqlite import SQLiteStore
 
 __all__ = ["DeliveryFilters", "EventFilters", "SQLiteStore", "Saved", "Store", "open_store",
-           "backend_of"]
+           "backend_of", "shown"]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 def backend_of(database: str) -> str:
-    """``sqlite`` for a file path; a URL with any other scheme is refused with a sentence."""
+    """``sqlite`` for a file path, ``postgres`` for a PostgreSQL URL; a URL with any other
+    scheme is refused with a sentence."""
     match = _SCHEME.match(database)
     if match is None:
         return "sqlite"
     scheme = match.group(1).lower()
+    if scheme in POSTGRES_SCHEMES:
+        return "postgres"
     raise ConfigError(
-        f"DATABASE: {scheme}:// URLs are not supported; give a file path for SQLite")
+        f"DATABASE: {scheme}:// URLs are not supported; give a file path for SQLite or a "
+        "postgresql:// URL for PostgreSQL")
 
 
-def open_store(database: str, *, busy_timeout_ms: int = 5000,
-               max_size: int | None = None) -> Store:
-    """The store for the ``DATABASE`` setting (not migrated yet: call ``migrate``)."""
-    backend_of(database)
+def shown(database: str) -> str:
+    """The setting as it may be printed: a URL's password replaced by ``***``."""
+    parts = urlsplit(database)
+    if backend_of(database) == "sqlite" or not parts.password:
+        return database
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def open_store(database: str, *, busy_timeout_ms: int = 5000, max_size: int | None = None,
+               pool_size: int = 4, prepared_statements: bool = True) -> Store:
+    """The store for the ``DATABASE`` setting (not migrated yet: call ``migrate``).
+
+    ``busy_timeout_ms`` is how long a write waits (SQLite: for the lock; PostgreSQL: for a
+    pooled connection) before it answers 503; ``pool_size`` and ``prepared_statements`` are
+    PostgreSQL's, ``max_size`` SQLite's.
+    """
+    if backend_of(database) == "postgres":
+        try:
+            from .postgres import PostgresStore
+        except ImportError as error:
+            raise ConfigError(
+                "DATABASE: a postgresql:// URL needs psycopg, which is not installed "
+                f"({error}); install it with: pip install 'license-webhook-receiver[postgres]'"
+            ) from None
+        return PostgresStore(database, pool_size=pool_size, timeout_ms=busy_timeout_ms,
+                             prepare=prepared_statements)
     return SQLiteStore(database, busy_timeout_ms=busy_timeout_ms, max_size=max_size)

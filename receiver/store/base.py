@@ -14,6 +14,9 @@ from typing import Any
 
 from ..events import Delivery, Event, NormalizedEvent
 
+#: Tables ``receiver copy`` moves between stores, in the order it moves them.
+COPY_TABLES = ("events", "deliveries", "handler_runs")
+
 #: Columns of each table in the order the row converters below expect them.
 EVENT_FIELDS = (
     "id", "source", "event_type", "vendor_event", "external_id", "occurred_at", "received_at",
@@ -27,6 +30,12 @@ DELIVERY_FIELDS = (
 )
 RUN_FIELDS = ("id", "event_id", "handler", "status", "error", "traceback", "started_at",
               "duration_ms", "trigger")
+#: Every column ``receiver copy`` moves, per table.
+COPY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "events": (*EVENT_FIELDS, "lease_owner", "lease_expires"),
+    "deliveries": (*DELIVERY_FIELDS, "body"),
+    "handler_runs": RUN_FIELDS,
+}
 
 #: A stored event as a row in ``EVENT_FIELDS`` order, ``data`` left as its JSON text: what
 #: an export passes on without parsing it.
@@ -152,6 +161,9 @@ class Store(abc.ABC):
 
     #: The setting that opened it: a file path or a database URL (shown to users).
     database: str
+    #: Whether ``catch_up_search`` may run while ingest is busy (it takes no lock that
+    #: writers wait on); otherwise upkeep indexes only when ingest is quiet.
+    index_while_busy: bool = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -336,3 +348,20 @@ class Store(abc.ABC):
                     owner: str | None = None) -> list[dict[str, Any]]:
         """Store handler runs and settle the event's dispatch status from each handler's
         latest run; releases the lease. Returns the stored runs."""
+
+    # -- copying between stores -----------------------------------------------------------
+
+    @abc.abstractmethod
+    def copy_rows(self, table: str, *, after: int, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows of ``table`` (one of ``COPY_TABLES``) with ids above
+        ``after``, in id order, every column (bodies as bytes) for ``insert_copied``."""
+
+    @abc.abstractmethod
+    def insert_copied(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert rows another store gave with their ids, in one transaction; rows already
+        here (same id, or an event with the same source and external id) are skipped, so a
+        copy can run again or resume. Returns how many were inserted."""
+
+    @abc.abstractmethod
+    def table_counts(self) -> dict[str, int]:
+        """Rows per table of ``COPY_TABLES``."""

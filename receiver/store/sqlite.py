@@ -26,6 +26,7 @@ import sqlite_utils
 from ..errors import NotFound, StorageUnavailable
 from ..events import Delivery, Event, NormalizedEvent, utc_now_iso
 from .base import (
+    COPY_COLUMNS,
     DELIVERY_FIELDS,
     EVENT_FIELDS,
     EXPORT_BATCH,
@@ -743,6 +744,42 @@ class SQLiteStore(Store):
                 "INSERT INTO login_links (nonce, used_at) VALUES (?, ?)"
                 " ON CONFLICT (nonce) DO NOTHING", (nonce, utc_now_iso()))
             return cursor.rowcount == 1
+
+    # -- copy ----------------------------------------------------------------------------
+
+    def copy_rows(self, table: str, *, after: int, limit: int) -> list[dict[str, Any]]:
+        columns = COPY_COLUMNS[table]
+        rows = self.conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE id > ?"
+                                 " ORDER BY id LIMIT ?", (after, limit)).fetchall()
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def insert_copied(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert rows another store gave, ids kept (``INSERT OR IGNORE`` skips what is here).
+        Events below the search watermark are indexed at once; the rest on catch-up."""
+        columns = COPY_COLUMNS[table]
+        insert = (f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES"
+                  f" ({', '.join('?' * len(columns))}) RETURNING id")
+        inserted: list[int] = []
+        with self.write() as conn:
+            for row in rows:
+                values = [int(row[column]) if column == "duplicate" else row[column]
+                          for column in columns]
+                inserted += [found[0] for found in conn.execute(insert, values).fetchall()]
+            if table == "events" and inserted:
+                upto = conn.execute(
+                    "SELECT indexed_upto FROM search_state WHERE id = 1").fetchone()[0]
+                below = [event_id for event_id in inserted if event_id <= upto]
+                if below:
+                    conn.execute(
+                        "INSERT INTO events_fts (rowid, event_type, vendor_event, source,"
+                        " subject_id, account, actor, external_id, data) SELECT id, event_type,"
+                        " vendor_event, source, subject_id, account, actor, external_id, data"
+                        f" FROM events WHERE id IN ({','.join('?' * len(below))})", below)
+        return len(inserted)
+
+    def table_counts(self) -> dict[str, int]:
+        return {table: int(self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+                for table in COPY_COLUMNS}
 
     def secret_key(self) -> str:
         """The key kept beside the database, made once (first process wins the race)."""
