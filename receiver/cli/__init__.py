@@ -1,0 +1,28 @@
+"""``receiver``: the command line, one module per group of commands.
+
+``serve`` runs the receiver (gunicorn) and prints sign-in links; ``samples`` lists and
+``trigger`` sends the bundled vendor samples; ``history`` reads and changes the stored history
+(``events``, ``show``, ``tail``, ``replay``, ``export``, ``purge``, ``plugins``); ``scale``
+runs handler workers and copies a history between backends; ``forward`` relays a deployed
+receiver's deliveries to an app on this machine. Commands that read the history open the
+database named by the settings (``RECEIVER_DATABASE``, ``RECEIVER_CONFIG``) or by ``--db``.
+"""
+
+from __future__ import annotations
+
+import click
+
+from . import forward, history, samples, scale, serve
+
+
+@click.group()
+@click.version_option(package_name="license-webhook-receiver")
+def cli() -> None:
+    """Webhook receiver and inspector for license-management platforms."""
+
+
+for command in (serve.serve, serve.login_link, samples.samples, samples.trigger,
+                history.events, history.show, history.tail, history.replay, history.export,
+                history.purge, history.plugins_command, scale.worker, scale.copy_command,
+                forward.forward):
+    cli.add_command(command)

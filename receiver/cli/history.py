@@ -1,0 +1,214 @@
+"""Commands that read or change the stored history: ``events``, ``show``, ``tail``,
+``replay``, ``export``, ``purge``, ``plugins``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from ..errors import ReceiverError
+from ..events import Event
+from .common import (
+    db_option,
+    event_filters_from,
+    event_line,
+    filter_options,
+    open_history,
+    read_settings,
+)
+
+
+@click.command()
+@filter_options
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@db_option
+def events(limit: int, as_json: bool, db: str | None, **options: Any) -> None:
+    """List stored events, newest first."""
+    from ..mask import mask_data
+
+    store = open_history(db)
+    found, _ = store.list_events(event_filters_from(options), limit=limit)
+    for event in found:
+        if as_json:
+            record = event.as_dict()
+            record["data"] = mask_data(record["data"])
+            click.echo(json.dumps(record))
+        else:
+            click.echo(event_line(event))
+
+
+@click.command()
+@click.argument("event_id", type=int)
+@click.option("--reveal", is_flag=True, help="Show secrets unmasked.")
+@db_option
+def show(event_id: int, reveal: bool, db: str | None) -> None:
+    """Show one event with its deliveries and handler runs (JSON)."""
+    from ..mask import mask_data, mask_headers
+
+    store = open_history(db)
+    try:
+        event = store.get_event(event_id)
+    except ReceiverError as error:
+        raise click.ClickException(error.message) from None
+    record = event.as_dict()
+    deliveries = store.deliveries_for_event(event_id)
+    if not reveal:
+        record["data"] = mask_data(record["data"])
+        for delivery in deliveries:
+            delivery["headers"] = mask_headers(delivery["headers"])
+    record["deliveries"] = deliveries
+    record["handler_runs"] = store.runs_for_event(event_id)
+    click.echo(json.dumps(record, indent=2))
+
+
+def follow(store: Any, filters: Any, *, since_id: int, interval: float) -> Iterator[Event]:
+    """Yield events newer than ``since_id`` as they arrive, oldest first."""
+    last = since_id
+    while True:
+        fresh, _ = store.list_events(filters, limit=500)
+        for event in sorted((e for e in fresh if e.id > last), key=lambda e: e.id):
+            last = event.id
+            yield event
+        time.sleep(interval)
+
+
+@click.command()
+@filter_options
+@click.option("--interval", default=0.5, show_default=True, type=float)
+@click.option("--last", default=10, show_default=True, type=int,
+              help="Show this many recent events first.")
+@db_option
+def tail(interval: float, last: int, db: str | None, **options: Any) -> None:
+    """Follow new events as they arrive (Ctrl-C to stop)."""
+    store = open_history(db)
+    filters = event_filters_from(options)
+    recent, _ = store.list_events(filters, limit=max(last, 1))
+    for event in reversed(recent[:last]):
+        click.echo(event_line(event))
+    newest = recent[0].id if recent else 0
+    try:
+        for event in follow(store, filters, since_id=newest, interval=interval):
+            click.echo(event_line(event))
+    except KeyboardInterrupt:
+        pass
+
+
+@click.command()
+@click.argument("event_id", type=int)
+@click.option("--only-failed", is_flag=True, help="Only handlers whose last run failed.")
+@click.option("--handler", "handlers", multiple=True, help="Only this handler (repeatable).")
+@db_option
+def replay(event_id: int, only_failed: bool, handlers: tuple[str, ...], db: str | None) -> None:
+    """Re-run handlers on a stored event; runs are recorded with trigger=replay."""
+    from .. import create_app, dispatch
+
+    app = create_app({"DATABASE": db} if db else None, background=False)
+    store = app.extensions["receiver.store"]
+    try:
+        runs = dispatch.replay(store, app.config, event_id, only_failed=only_failed,
+                               names=list(handlers) or None)
+    except ReceiverError as error:
+        raise click.ClickException(error.message) from None
+    finally:
+        app.extensions["receiver.dispatcher"].stop()
+    if not runs:
+        click.echo("no handler to run")
+    for run in runs:
+        line = f"{run['handler']}: {run['status']} ({run['duration_ms']:.1f} ms)"
+        click.echo(line + (f" {run['error']}" if run["error"] else ""))
+    if any(run["status"] == "error" for run in runs):
+        sys.exit(1)
+
+
+@click.command("export")
+@filter_options
+@click.option("--output", "-o", type=click.File("w"), default="-")
+@click.option("--reveal", is_flag=True, help="Export secrets unmasked.")
+@click.option("--cursor", type=click.IntRange(min=1), default=None, metavar="ID",
+              help="Only events below this id: resume an export that was cut after the "
+                   "event with this id.")
+@click.option("--from", "from_url", metavar="URL",
+              help="Export from a running receiver (its base URL, such as "
+                   "https://hooks.example.com) instead of the local database; a cut stream "
+                   "is resumed after the last event received.")
+@click.option("--token", envvar="RECEIVER_FORWARD_TOKEN", metavar="TOKEN",
+              help="With --from: its RECEIVER_INSPECTOR_TOKEN (or set RECEIVER_FORWARD_TOKEN).")
+@db_option
+def export(output: Any, reveal: bool, cursor: int | None, from_url: str | None,
+           token: str | None, db: str | None, **options: Any) -> None:
+    """Write events as NDJSON, newest first, then {"complete": true, "count": N}."""
+    from .. import export as exporting
+
+    filters = event_filters_from(options)
+    if from_url is None:
+        store = open_history(db)
+        for chunk in exporting.ndjson(store, filters, cursor=cursor, revealed=reveal):
+            output.write(chunk)
+        return
+    query = {name.replace("-", "_"): value for name, value in options.items() if value}
+    if reveal:
+        query["reveal"] = "1"
+    try:
+        exported = exporting.fetch(from_url, query, output.write, token=token, cursor=cursor,
+                                   notice=lambda line: click.echo(line, err=True))
+    except exporting.ExportError as error:
+        raise click.ClickException(str(error)) from None
+    resumed = f", resumed {exported.resumed} times" if exported.resumed else ""
+    click.echo(f"exported {exported.count} events from {from_url}{resumed}", err=True)
+
+
+def parse_age(value: str) -> dt.timedelta:
+    """``30d``, ``12h``, ``90m``, ``2w``."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", value or "")
+    if not match:
+        raise ValueError(f"expected an age such as 30d, 12h or 2w; got {value!r}")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    try:
+        return dt.timedelta(**{unit[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise ValueError(f"{value!r} is longer than the calendar holds") from None
+
+
+@click.command()
+@click.option("--older-than", "older_than", required=True,
+              help="Age such as 30d, 12h, 2w: delete what was first received before that.")
+@click.option("--event-type", default=None, help="Only this type (exact or prefix.*).")
+@db_option
+def purge(older_than: str, event_type: str | None, db: str | None) -> None:
+    """Delete old events with their deliveries and handler runs (and old refused deliveries)."""
+    from ..events import format_time
+
+    try:
+        age = parse_age(older_than)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--older-than") from None
+    if event_type:
+        event_filters_from({"event_type": event_type})
+    try:
+        cutoff = format_time(dt.datetime.now(dt.UTC) - age)
+    except OverflowError:
+        raise click.BadParameter(f"{older_than!r} reaches back before year 1",
+                                 param_hint="--older-than") from None
+    store = open_history(db)
+    counts = store.purge(cutoff, event_type=event_type)
+    click.echo(f"deleted {counts['events']} events, {counts['deliveries']} deliveries, "
+               f"{counts['handler_runs']} handler runs received before {cutoff}")
+
+
+@click.command("plugins")
+def plugins_command() -> None:
+    """List handler plugins from the receiver.handlers entry points."""
+    from .. import plugins
+
+    report = plugins.load_plugins(read_settings())
+    click.echo(json.dumps(report.as_dict(), indent=2))
+    if report.as_dict().get("failed"):
+        sys.exit(1)

@@ -1,0 +1,131 @@
+"""``receiver serve`` (gunicorn) and ``receiver login-link``."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from typing import Any
+
+import click
+
+from ..errors import ConfigError, ReceiverError
+from .common import (
+    DEFAULT_PORT,
+    db_option,
+    read_settings,
+)
+
+
+def is_loopback_host(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--worker-class", type=click.Choice(["sync", "gthread"]), default="sync",
+              show_default=True)
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Threads per worker (gthread).")
+@click.option("--timeout", default=30, show_default=True, type=int,
+              help="Seconds before gunicorn restarts a silent worker.")
+@click.option("--access-log/--no-access-log", default=False, show_default=True,
+              help="Log every request to stderr (every delivery is stored anyway; the log "
+              "costs about 11% of ingest throughput).")
+@db_option
+def serve(host: str, port: int, workers: int, worker_class: str, threads: int, timeout: int,
+          access_log: bool, db: str | None) -> None:
+    """Run the receiver under gunicorn."""
+    from gunicorn.app.base import BaseApplication
+
+    if db:
+        os.environ["RECEIVER_DATABASE"] = db
+    settings = read_settings()
+    # Check the endpoints and migrate once in the master so a bad setting stops the start.
+    from .. import create_app, gunicorn_hooks, verify
+    from ..store import open_store
+
+    try:
+        for endpoint in settings["ENDPOINTS"].values():
+            verify.check_endpoint(endpoint)
+        store = open_store(settings["DATABASE"])
+        try:
+            store.migrate()
+            secret_key = settings.get("SECRET_KEY") or store.secret_key()
+        finally:
+            # Closed before gunicorn forks: a connection inherited by a worker and closed
+            # there drops that worker's POSIX locks on the file (SQLite: disk I/O errors).
+            store.close()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    except ReceiverError as error:  # PostgreSQL cannot be reached
+        raise click.ClickException(error.message) from None
+    if not is_loopback_host(host) and not settings.get("INSPECTOR_TOKEN"):
+        token = secrets.token_urlsafe(24)
+        os.environ["RECEIVER_INSPECTOR_TOKEN"] = token
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+        click.echo(f"No RECEIVER_INSPECTOR_TOKEN set and {host} is not loopback: made one "
+                   f"(scripts send it as Authorization: Bearer):\n    {token}\n"
+                   f"{login_link_text(base, secret_key)}", err=True)
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            self.cfg.set("bind", [bind])
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", worker_class)
+            self.cfg.set("threads", threads)
+            self.cfg.set("timeout", timeout)
+            if access_log:
+                self.cfg.set("accesslog", "-")
+            # A long export heartbeats, so it outlives --timeout (gunicorn_hooks.py).
+            self.cfg.set("post_worker_init", gunicorn_hooks.post_worker_init)
+
+        def load(self) -> Any:
+            return create_app()
+
+    from ..store import shown as shown_database
+
+    click.echo(f"Receiving webhooks at http://{host}:{port}/hooks "
+               f"(database {shown_database(settings['DATABASE'])})", err=True)
+    Server().run()
+
+
+def login_link_text(base_url: str, secret_key: str) -> str:
+    """The lines that offer a fresh one-time sign-in link (the token is never in a URL)."""
+    from ..web.access import LOGIN_LINK_MINUTES, make_login_code
+
+    link = f"{base_url.rstrip('/')}/login/{make_login_code(secret_key)}"
+    return (f"Sign in with this one-time link (works once, for {LOGIN_LINK_MINUTES} "
+            f"minutes):\n    {link}")
+
+
+@click.command("login-link")
+@click.option("--base-url", default=f"http://127.0.0.1:{DEFAULT_PORT}", show_default=True,
+              help="The receiver's address as your browser reaches it.")
+@db_option
+def login_link(base_url: str, db: str | None) -> None:
+    """Print a one-time sign-in link for the inspector (RECEIVER_INSPECTOR_TOKEN set)."""
+    from ..store import open_store
+
+    settings = read_settings(db)
+    if not settings.get("INSPECTOR_TOKEN"):
+        raise click.ClickException("RECEIVER_INSPECTOR_TOKEN is not set: the inspector is open "
+                                   "and needs no sign-in")
+    secret_key = settings.get("SECRET_KEY")
+    if not secret_key:  # the key kept beside the database, as the server uses it
+        store = open_store(settings["DATABASE"])
+        try:
+            store.migrate()
+            secret_key = store.secret_key()
+        finally:
+            store.close()
+    click.echo(login_link_text(base_url, secret_key))
