@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from receiver.maintenance import SEARCH_BATCH, SEARCH_DEFER_WHILE_BUSY, Maintenance
+from receiver.maintenance import (
+    SEARCH_BATCH,
+    SEARCH_BUDGET_BUSY,
+    SEARCH_BUDGET_QUIET,
+    SEARCH_DEFER_WHILE_BUSY,
+    SEARCH_MIN_BATCH,
+    Maintenance,
+)
 from receiver.store import EventFilters, Store, open_store, postgres_search, sqlite_search
 from receiver.store import postgres as postgres_backend
 from receiver.store.postgres import PostgresStore
@@ -152,7 +159,18 @@ def test_maintenance_indexes_the_backlog_a_batch_at_a_time(loaded: Store) -> Non
         if total == 300:
             break
     assert total == 300 and loaded.not_yet_searchable() == 0
-    assert set(limits) == {SEARCH_BATCH}
+    # Full batches, or fewer when a batch would not fit the tick's budget.
+    assert limits[0] == SEARCH_BATCH and all(0 < limit <= SEARCH_BATCH for limit in limits)
+
+
+def test_maintenance_takes_no_more_than_fit_its_budget() -> None:
+    maintenance = Maintenance(object(), {})  # type: ignore[arg-type] (no store needed)
+    assert maintenance._search_batch(SEARCH_BUDGET_BUSY) == SEARCH_BATCH  # nothing measured
+    maintenance._seconds_per_event = 0.0001  # 0.1 ms an event: PostgreSQL's order
+    assert maintenance._search_batch(SEARCH_BUDGET_BUSY) == 250
+    assert maintenance._search_batch(SEARCH_BUDGET_QUIET) == SEARCH_BATCH
+    maintenance._seconds_per_event = 0.01
+    assert maintenance._search_batch(SEARCH_BUDGET_BUSY) == SEARCH_MIN_BATCH
 
 
 def test_one_process_indexes_and_another_takes_over_when_it_is_gone(

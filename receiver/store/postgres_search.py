@@ -57,6 +57,11 @@ MAX_VECTOR_BYTES = 1_000_000
 
 EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
 _WORD = re.compile(r"(?:[^\W_]|[\ue000-\uf8ff\U000f0000-\U0010fffd])+")
+_ASCII_WORD = re.compile(r"[a-z0-9]+")
+#: Between two fields in ``document``: a word of its own (an empty position), none of ours.
+_GAP = "\x01"
+_WORD_OR_GAP = re.compile(_WORD.pattern + "|" + _GAP)
+_ASCII_WORD_OR_GAP = re.compile(_ASCII_WORD.pattern + "|" + _GAP)
 _QUOTED = re.compile(r'\s+|(".*?")')  # sqlite-utils' quote_fts, which the SQLite backend uses
 
 
@@ -78,10 +83,14 @@ _FOLD = _accent_folding()
 
 def words(text: str) -> list[str]:
     """The words of ``text`` as search compares them."""
+    return _split(text, _ASCII_WORD, _WORD)
+
+
+def _split(text: str, ascii_pattern: re.Pattern[str], pattern: re.Pattern[str]) -> list[str]:
     text = text.lower()
-    if not text.isascii():
-        text = text.translate(_FOLD)
-    return _WORD.findall(text)
+    if text.isascii():
+        return ascii_pattern.findall(text)
+    return pattern.findall(text.translate(_FOLD))
 
 
 def search_phrases(q: str) -> list[list[str]]:
@@ -102,19 +111,27 @@ def _size(word: str) -> int:
 def document(texts: Iterable[str | None]) -> dict[str, list[int]]:
     """Each word of the texts with its positions: what the search vector holds.
 
-    A position is left empty between texts (no phrase spans two fields). Within
+    A position is left empty after each text (no phrase spans two fields). Within
     PostgreSQL's limits: longer words are left out, positions past 16,383 count as 16,383, a
     word keeps its first 256 positions, and words that would take the vector past
     ``MAX_VECTOR_BYTES`` are left out.
     """
+    joined = (" " + _GAP + " ").join(text for text in texts if text)
+    tokens = _split(joined, _ASCII_WORD_OR_GAP, _WORD_OR_GAP)
     positions: dict[str, list[int]] = {}
-    size = 0
-    position = 0
-    for text in texts:
-        if not text:
-            continue
-        for word in words(text):
-            position += 1
+    if len(tokens) < MAX_POSITION and len(joined) * 11 < MAX_VECTOR_BYTES:
+        # The usual document: no position to clamp, and the vector cannot reach its limit
+        # (a word costs at most its length + 10 bytes).
+        for at, word in enumerate(tokens, 1):
+            known = positions.get(word)
+            if known is None:
+                if len(word) <= MAX_WORD_BYTES // 3 or _size(word) <= MAX_WORD_BYTES:
+                    positions[word] = [at]
+            elif len(known) < MAX_POSITIONS_PER_WORD:
+                known.append(at)
+    else:
+        size = 0
+        for position, word in enumerate(tokens, 1):
             at = min(position, MAX_POSITION)
             known = positions.get(word)
             if known is not None:
@@ -122,12 +139,11 @@ def document(texts: Iterable[str | None]) -> dict[str, list[int]]:
                     known.append(at)
                     size += 2
                 continue
-            cost = _size(word) + 10  # the word, its entry, position count and first position
-            if _size(word) > MAX_WORD_BYTES or size + cost > MAX_VECTOR_BYTES:
-                continue
-            positions[word] = [at]
-            size += cost
-        position += 1
+            cost = _size(word) + 10  # the word, its entry, position count, first position
+            if _size(word) <= MAX_WORD_BYTES and size + cost <= MAX_VECTOR_BYTES:
+                positions[word] = [at]
+                size += cost
+    positions.pop(_GAP, None)
     return positions
 
 
@@ -139,7 +155,8 @@ def event_texts(row: Sequence[Any]) -> list[str | None]:
 def tsvector_literal(positions: Mapping[str, list[int]]) -> str:
     """The vector as PostgreSQL reads a ``tsvector`` (words are letters and digits only:
     nothing to escape)."""
-    return " ".join(f"'{word}':{','.join(map(str, at))}" for word, at in positions.items())
+    return " ".join([f"'{word}':{at[0]}" if len(at) == 1 else
+                     f"'{word}':{','.join(map(str, at))}" for word, at in positions.items()])
 
 
 def tsquery_literal(phrases: Sequence[Sequence[str]]) -> str | None:
@@ -223,9 +240,12 @@ class PostgresSearch:
 
         Each call starts after the last id it took (the deleted queue entries below it are
         not walked again); when nothing is queued there it starts over from the lowest, which
-        finds ids that committed late.
+        finds ids that committed late. The commit does not wait for the WAL flush (ingest's
+        commits, which do, share it): a crash of PostgreSQL can lose only whole indexing
+        transactions, whose events are then still queued.
         """
         with self._store.transaction() as conn:
+            conn.execute("SET LOCAL synchronous_commit = off")
             if min_backlog > 1 and conn.execute(
                     "SELECT count(*) FROM (SELECT 1 FROM search_queue LIMIT %s) AS waiting",
                     (min_backlog,)).fetchone()[0] < min_backlog:  # type: ignore[index]
