@@ -496,3 +496,24 @@ def test_health_counts_large_tables_by_estimate(database) -> None:
         assert store.event_counts() == {"events": 250000, "deliveries": 1}
     finally:
         store.close()
+
+
+def test_upkeep_is_held_by_one_process_and_its_session_is_probed(database, monkeypatch) -> None:
+    """``claim_upkeep``: one session holds each job (as one process would); the server probes
+    that session, so a node that vanishes frees the job within seconds; closing frees it."""
+    from receiver.store import postgres as backend
+
+    monkeypatch.setattr(backend, "UPKEEP_RECHECK_SECONDS", 0)
+    first, second = PostgresStore(database), PostgresStore(database)
+    try:
+        assert first.claim_upkeep("search-index") and first.claim_upkeep("search-index")
+        assert not second.claim_upkeep("search-index")
+        assert first.claim_upkeep("another-job") and not second.claim_upkeep("another-job")
+        session = first._upkeep._conn
+        assert session is not None and session.execute(
+            "SHOW tcp_keepalives_idle").fetchone()[0] in ("10", "10s")
+        first.close()
+        assert second.claim_upkeep("search-index")
+    finally:
+        first.close()
+        second.close()
