@@ -767,8 +767,7 @@ class Upkeep:
                 if self._conn is None:
                     self._conn = psycopg.connect(self._store.database,
                                                  **self._store._connect_kwargs())
-                    for setting, value in KEEPALIVE_SETTINGS:
-                        self._conn.execute(f"SET {setting} = {value}")  # type: ignore[arg-type]
+                    self._probe(self._conn)
                 got = bool(self._conn.execute("SELECT pg_try_advisory_lock(%s)",
                                               (self.key(job),)).fetchone()[0])  # type: ignore[index]
             except psycopg.Error as error:
@@ -781,6 +780,15 @@ class Upkeep:
             elif not self._held:
                 self._drop()
             return got
+
+    @staticmethod
+    def _probe(conn: psycopg.Connection[Any]) -> None:
+        """Ask the server to probe this session (a setting an old server lacks is skipped)."""
+        for setting, value in KEEPALIVE_SETTINGS:
+            try:
+                conn.execute(f"SET {setting} = {value}")  # type: ignore[arg-type]
+            except psycopg.errors.UndefinedObject:
+                log.info("PostgreSQL has no setting %s; the upkeep session goes without", setting)
 
     def _alive(self) -> bool:
         """Whether the session holding the locks is still there (checked now and then)."""
