@@ -35,11 +35,11 @@ from .base import EVENT_FIELDS, EventFilters
 if TYPE_CHECKING:
     from .postgres import PostgresStore
 
-#: How many of the newest queued events a search matches itself, and at most how much of
-#: their text (characters) one process keeps for it.
+#: How many of the newest queued events a search matches itself, and at most how many bytes
+#: of their payloads one process keeps the words of (a payload may be megabytes).
 RECENT_SCAN = 5000
 RECENT_BYTES = 64 * 1024 * 1024
-#: Rows per indexing transaction (~10 ms here).
+#: Rows per indexing transaction (~50 ms here; the upkeep takes fewer to fit its budget).
 INDEX_BATCH = 500
 #: Newest ids a search page reads in id order before it asks the GIN index for older ones.
 SEARCH_WINDOW = 5_000
