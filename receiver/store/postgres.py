@@ -156,7 +156,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     """),
     # Search words are cut in Python as on SQLite (postgres_search), no longer by
     # to_tsvector: every indexed event is indexed again, searchable meanwhile as recent.
-    (2, "search words as on SQLite", """
+    # (Version 2 is the activity tables'; versions need not be consecutive.)
+    (3, "search words as on SQLite", """
         INSERT INTO search_queue (event_id) SELECT event_id FROM event_search
         ON CONFLICT DO NOTHING;
         TRUNCATE event_search;
