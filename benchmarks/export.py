@@ -4,6 +4,12 @@ plain loop over the same database that parses and re-serializes each event, in o
 
     python benchmarks/export.py                            # 1,000,000 events, ~5 minutes
     python benchmarks/export.py --events 20000 --rounds 1  # a smoke run
+    python benchmarks/export.py --postgres auto            # the PostgreSQL backend
+
+``--postgres auto`` starts a throwaway server from the machine's binaries (``--postgres
+postgresql://...`` names one where databases may be made) and fills it with
+``history.py``'s rows (``fill_postgres``); the plain loop then reads PostgreSQL through a
+server-side cursor. Results go to ``results/export-postgres.json`` and their own section.
 
 The database is ``benchmarks/history.py``'s (every event holds a license ``key``, which the
 export masks). Each round times the three in rotated order:
@@ -23,6 +29,7 @@ per-round ratios to the plain loop, with its range. Prints a table, writes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -42,11 +49,12 @@ from common import (  # noqa: E402
     ReceiverServe,
     machine,
     machine_line,
+    postgres_server,
     save_json,
     table,
     write_section,
 )
-from history import fill  # noqa: E402
+from history import fill, fill_postgres  # noqa: E402
 
 from receiver.store.base import EVENT_FIELDS  # noqa: E402
 
@@ -65,19 +73,31 @@ class Sink:
         self.size += len(text)
 
 
-def plain_loop(path: str) -> int:
+def plain_loop(database: str) -> int:
     """The baseline: parse and re-serialize every event, newest first; returns how many."""
-    conn = sqlite3.connect(path)
+    select = f"SELECT {', '.join(EVENT_FIELDS)} FROM events ORDER BY id DESC"
     sink = Sink()
+    if database.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(database) as conn, conn.cursor(name="plain_loop") as cursor:
+            cursor.itersize = 5000
+            cursor.execute(select)  # type: ignore[arg-type]
+            serialize(cursor, sink)
+        return sink.lines
+    conn = sqlite3.connect(database)
     try:
-        for row in conn.execute(f"SELECT {', '.join(EVENT_FIELDS)} FROM events "
-                                "ORDER BY id DESC"):
-            record = dict(zip(EVENT_FIELDS, row, strict=True))
-            record["data"] = json.loads(record["data"])
-            sink.write(json.dumps(record) + "\n")
+        serialize(conn.execute(select), sink)
     finally:
         conn.close()
     return sink.lines
+
+
+def serialize(rows: Any, sink: Sink) -> None:
+    for row in rows:
+        record = dict(zip(EVENT_FIELDS, row, strict=True))
+        record["data"] = json.loads(record["data"])
+        sink.write(json.dumps(record) + "\n")
 
 
 class Stream:
@@ -141,22 +161,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keep", metavar="DIR", help="build the database in DIR and keep it "
-                        "(reused when it holds --events events)")
+                        "(reused when it holds --events events; SQLite)")
+    parser.add_argument("--postgres", metavar="auto|URL", default=None,
+                        help="measure the PostgreSQL backend: 'auto' starts a throwaway server, "
+                             "a postgresql:// URL names one where databases may be made")
     parser.add_argument("--no-write", action="store_true",
                         help="print only; do not touch results/ and RESULTS.md")
     args = parser.parse_args(argv)
     started = time.monotonic()
     info = machine()
     print(f"machine: {machine_line(info)}")
-    with tempfile.TemporaryDirectory(prefix="receiver-export-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="receiver-export-"))
         folder = Path(args.keep or tmp)
         folder.mkdir(parents=True, exist_ok=True)
         path = str(folder / f"export-{args.events}.db")
-        if not _holds(path, args.events):
+        fixture: dict[str, float] | None = None
+        if args.postgres:
+            pg = stack.enter_context(postgres_server(args.postgres))
+            path = pg.new_database(migrated=False)
+            fixture = fill_postgres(path, args.events)
+        elif not _holds(path, args.events):
             for suffix in ("", "-wal", "-shm", ".lock", ".secret"):
                 if os.path.exists(path + suffix):
                     os.remove(path + suffix)
             fixture = fill(path, args.events)
+        if fixture is not None:
             print(f"{args.events:,} events made in {fixture['insert_s']:.0f} s "
                   f"(+ {fixture['catch_up_search_s']:.0f} s search index), "
                   f"{fixture['file_mb']:.0f} MB", flush=True)
@@ -196,26 +226,32 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"\nWORKER TIMEOUT lines in the server log: {timeouts}. In all {elapsed:.0f} s.")
     if not args.no_write:
-        save_json("export", {"machine": info, "events": args.events, "rounds": args.rounds,
-                             "figures": figures, "worker_timeouts": timeouts,
-                             "elapsed_seconds": round(elapsed, 1)})
-        section = f"""## Export: {args.events:,} events over HTTP and CLI (benchmarks/export.py)
+        name = "export-postgres" if args.postgres else "export"
+        save_json(name, {"machine": info, "events": args.events, "rounds": args.rounds,
+                         "figures": figures, "worker_timeouts": timeouts,
+                         "elapsed_seconds": round(elapsed, 1)})
+        where = " on PostgreSQL" if args.postgres else ""
+        command = "benchmarks/export.py" + (" --postgres" if args.postgres else "")
+        database = ("`fill_postgres` of `benchmarks/history.py` on a PostgreSQL 15 server; the "
+                    "plain loop reads it through a server-side cursor" if args.postgres else
+                    "Database of `benchmarks/history.py`")
+        section = f"""## Export{where}: {args.events:,} events over HTTP and CLI ({command})
 
 Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {elapsed:.0f} s.
 
 - Machine: {machine_line(info)}.
 - Receiver code measured: commit {info['revision']}.
-- Database of `benchmarks/history.py` (every event holds a license `key`: masked in every
-  line). `receiver serve` with its defaults (2 sync workers, `--timeout 30`); the HTTP and
-  CLI streams were checked to hold every event and end with the `complete` line.
+- {database} (every event holds a license `key`: masked in every line).
+- `receiver serve` with its defaults (2 sync workers, `--timeout 30`); the HTTP and CLI
+  streams were checked to hold every event and end with the `complete` line.
 - {args.rounds} rounds, order rotated; medians, and the per-round ratio to the plain loop
   (in-process `json.loads` + `json.dumps` of each row) with its range.
 - `WORKER TIMEOUT` lines in the server log: {timeouts}.
 
 {text}
 """
-        write_section("export", section)
-        print(f"wrote {HERE / 'RESULTS.md'} and {HERE / 'results' / 'export.json'}")
+        write_section(name, section)
+        print(f"wrote {HERE / 'RESULTS.md'} and {HERE / 'results' / (name + '.json')}")
     return 0
 
 

@@ -12,6 +12,12 @@ in one run:
 
     python benchmarks/search_backlog.py                             # 1,000,000 events
     python benchmarks/search_backlog.py --events 50000 --duration 5 # a smoke run
+    python benchmarks/search_backlog.py --postgres auto             # the PostgreSQL backend
+
+``--postgres auto`` starts a throwaway server from the machine's binaries (PostgreSQL's
+defaults: fsync on; ``--postgres postgresql://...`` names one where databases may be made)
+and fills it with ``history.py``'s rows, every event queued for search as a copy leaves
+them. Results go to ``results/search_backlog-postgres.json`` and their own section.
 
 Prints tables, writes ``results/search_backlog.json`` and the ``search-backlog`` section of
 ``RESULTS.md``. No assertion on time.
@@ -20,6 +26,7 @@ Prints tables, writes ``results/search_backlog.json`` and the ``search-backlog``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sqlite3
 import statistics
@@ -39,11 +46,12 @@ from common import (  # noqa: E402
     ReceiverServe,
     machine,
     machine_line,
+    postgres_server,
     save_json,
     table,
     write_section,
 )
-from history import fill  # noqa: E402
+from history import fill, fill_postgres  # noqa: E402
 from ingest import make_pool  # noqa: E402
 from load import pick_tool, write_pool  # noqa: E402
 
@@ -51,9 +59,20 @@ CONNECTIONS, THREADS = 16, 2
 INGEST_RATE = 3000  # requests per second the pools are sized for
 
 
-def keys(path: str) -> dict[str, str]:
+def keys(database: str) -> dict[str, str]:
     """The searched words: the key of the newest event, of the middle one, a common type."""
-    conn = sqlite3.connect(path)
+    if database.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(database) as pg:
+            low, high = pg.execute(  # type: ignore[misc]
+                "SELECT min(id), max(id) FROM events").fetchone()
+            key = "SELECT data::json->>'key' FROM events WHERE id = %s"
+            return {"newest event's key": pg.execute(key, (high,)).fetchone()[0],  # type: ignore[index]
+                    "middle event's key": pg.execute(  # type: ignore[index]
+                        key, ((low + high) // 2,)).fetchone()[0],
+                    "renewed (6% of events)": "renewed"}
+    conn = sqlite3.connect(database)
     try:
         low, high = conn.execute("SELECT min(id), max(id) FROM events").fetchone()
         key = "SELECT json_extract(data, '$.key') FROM events WHERE id = ?"
@@ -120,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catch-up-limit", type=float, default=900.0,
                         help="seconds to wait for the index to catch up")
     parser.add_argument("--tool", default="auto", choices=["auto", "wrk", "asyncio"])
+    parser.add_argument("--postgres", metavar="auto|URL", default=None,
+                        help="measure the PostgreSQL backend: 'auto' starts a throwaway server, "
+                             "a postgresql:// URL names one where databases may be made")
     parser.add_argument("--no-write", action="store_true",
                         help="print only; do not touch results/ and RESULTS.md")
     args = parser.parse_args(argv)
@@ -127,10 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     tool = pick_tool(args.tool)
     print(f"machine: {machine_line(info)}\nload: {tool.describe(CONNECTIONS, THREADS)}")
-    with tempfile.TemporaryDirectory(prefix="receiver-backlog-") as tmp:
-        folder = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="receiver-backlog-")))
         path = str(folder / "backlog.db")
-        fixture = fill(path, args.events, index=False)
+        if args.postgres:
+            pg = stack.enter_context(postgres_server(args.postgres))
+            path = pg.new_database(migrated=False)
+            fixture = fill_postgres(path, args.events, index=False)
+        else:
+            fixture = fill(path, args.events, index=False)
         print(f"{args.events:,} events made in {fixture['insert_s']:.0f} s, none indexed",
               flush=True)
         words = keys(path)
@@ -185,19 +212,24 @@ def main(argv: list[str] | None = None) -> int:
           f"{after_text}\n\n{ingest_text}\n\n{summary}\nnot_yet_searchable over time: "
           f"{timeline}\nIn all {elapsed:.0f} s.")
     if not args.no_write:
-        save_json("search_backlog", {
+        name = "search_backlog-postgres" if args.postgres else "search_backlog"
+        where = " on PostgreSQL" if args.postgres else ""
+        command = "benchmarks/search_backlog.py" + (" --postgres" if args.postgres else "")
+        loaded = ("queued for search (a PostgreSQL 15 server, fsync on)" if args.postgres
+                  else "inserted with the search index left empty")
+        save_json(name, {
             "machine": info, "events": args.events, "duration": args.duration,
             "samples": backlog_samples, "settled": settled, "ingest_during": during,
             "ingest_after": after, "caught_up_after_s": caught_up_after,
             "elapsed_seconds": round(elapsed, 1)})
-        section = f"""## Search with a {args.events:,}-event backlog (benchmarks/search_backlog.py)
+        section = f"""## Search{where} with a {args.events:,}-event backlog ({command})
 
 Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {elapsed:.0f} s.
 
 - Machine: {machine_line(info)}.
 - Receiver code measured: commit {info['revision']}.
-- `benchmarks/history.py`'s events, inserted with the search index left empty; `receiver
-  serve` with its defaults (2 sync workers). Searches every second over HTTP from the start;
+- `benchmarks/history.py`'s events, {loaded}; `receiver serve` with its defaults (2 sync
+  workers). Searches every second over HTTP from the start;
   ingest: {tool.describe(CONNECTIONS, THREADS)}, {args.duration:.0f} s while the backlog is
   indexed and {args.duration:.0f} s once it has caught up.
 - {summary}
@@ -213,8 +245,8 @@ Once caught up:
 
 {ingest_text}
 """
-        write_section("search-backlog", section)
-        print(f"wrote {HERE / 'RESULTS.md'} and {HERE / 'results' / 'search_backlog.json'}")
+        write_section(name.replace("_", "-"), section)
+        print(f"wrote {HERE / 'RESULTS.md'} and {HERE / 'results' / (name + '.json')}")
     return 0
 
 

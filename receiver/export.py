@@ -32,9 +32,11 @@ from .mask import mask_json_text
 from .store import EventFilters, Store
 from .store.base import RawEvent
 
-#: Lines per chunk written to the client (about half a megabyte); a streaming worker
-#: heartbeats between chunks.
-CHUNK_LINES = 1000
+#: Characters per chunk written to the client (at least; a chunk ends with a whole line). A
+#: streaming worker heartbeats before and after each write, so it is silent for at most one
+#: batch of the store or one chunk's write, which waits for the client to read (with
+#: ``gunicorn_hooks.bound_unsent``, about a chunk's worth).
+CHUNK_CHARS = 64 * 1024
 COMPLETE_KEY = "complete"
 
 
@@ -74,24 +76,27 @@ def ndjson(store: Store, filters: EventFilters, *, cursor: int | None = None,
            ) -> Iterator[str]:
     """The export as chunks of lines, ending with the ``complete`` line.
 
-    ``heartbeat`` is called once each chunk has gone out and after each batch of the store:
-    gunicorn's sync worker counts as hung when it is silent for ``--timeout`` seconds, and a
-    long export is one request.
+    ``heartbeat`` is called before and after each chunk goes out and after each batch of the
+    store: gunicorn's sync worker counts as hung when it is silent for ``--timeout`` seconds,
+    and a long export is one request whose writes wait for the client to read.
     """
+    beat = heartbeat or (lambda: None)
     not_searchable = store.not_yet_searchable() if filters.q else None
     count = 0
     chunk: list[str] = []
+    size = 0
     for batch in store.event_batches(filters, cursor=cursor):
         for row in batch:
-            chunk.append(event_line(row, revealed=revealed))
-            if len(chunk) >= CHUNK_LINES:
+            line = event_line(row, revealed=revealed)
+            chunk.append(line)
+            size += len(line)
+            if size >= CHUNK_CHARS:
                 count += len(chunk)
+                beat()
                 yield "".join(chunk)
-                chunk = []
-                if heartbeat is not None:
-                    heartbeat()
-        if heartbeat is not None:
-            heartbeat()  # also after a batch that matched nothing (a rare filter)
+                beat()
+                chunk, size = [], 0
+        beat()  # also after a batch that matched nothing (a rare filter)
     count += len(chunk)
     extra = {"not_yet_searchable": not_searchable} if not_searchable is not None else {}
     yield "".join(chunk) + complete_line(count, **extra)

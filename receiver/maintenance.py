@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.1
 RETENTION_EVERY = 6000  # ticks: ten minutes
-SEARCH_BATCH = 500  # events per indexing transaction (~5 ms)
+SEARCH_BATCH = 500  # events per indexing transaction at most (~5 ms on SQLite)
+SEARCH_MIN_BATCH = 50
 #: Seconds of each tick spent indexing for search: a quarter while events arrive (ingest
 #: keeps the write lock most of the time), three quarters while it is quiet.
 SEARCH_BUDGET_BUSY = 0.025
@@ -44,6 +45,7 @@ class Maintenance:
         self.settings = settings
         self._newest_seen: int | None = None
         self._search_paused_until = 0.0
+        self._seconds_per_event = 0.0  # indexing, measured on full batches
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -82,7 +84,9 @@ class Maintenance:
 
         One process does it (``Store.claim_upkeep``). Each transaction holds the write lock a
         few milliseconds, so an ingest waits at most that long; the budget leaves the lock
-        free most of the tick while events arrive.
+        (and the CPU) to ingest most of the tick while events arrive. A transaction takes
+        no more events than fit the budget at the rate measured so far (PostgreSQL indexes
+        about ten times slower than SQLite: its vectors are built in Python).
         Searches meanwhile see the index plus the newest events, and say how many are not
         searchable yet."""
         newest = self.store.newest_event_id()
@@ -91,19 +95,33 @@ class Maintenance:
         if time.monotonic() < self._search_paused_until or not self.store.claim_upkeep(
                 "search-index"):
             return 0  # paused, or another process of this receiver does it
-        deadline = time.monotonic() + (SEARCH_BUDGET_QUIET if quiet else SEARCH_BUDGET_BUSY)
+        budget = SEARCH_BUDGET_QUIET if quiet else SEARCH_BUDGET_BUSY
+        deadline = time.monotonic() + budget
         wait_for = 0 if quiet else SEARCH_DEFER_WHILE_BUSY
         done = 0
         try:
-            while indexed := self.store.index_search(SEARCH_BATCH, min_backlog=wait_for):
+            while True:
+                batch = self._search_batch(budget)
+                began = time.monotonic()
+                indexed = self.store.index_search(batch, min_backlog=wait_for)
+                if indexed == batch:
+                    self._seconds_per_event = (time.monotonic() - began) / batch
                 done += indexed
-                if time.monotonic() >= deadline:
+                if not indexed or time.monotonic() >= deadline:
                     break
         except StorageUnavailable as error:  # full or locked: ingest comes first
             log.warning("search indexing paused for %d s: %s", SEARCH_PAUSE_SECONDS,
                         error.message)
             self._search_paused_until = time.monotonic() + SEARCH_PAUSE_SECONDS
         return done
+
+    def _search_batch(self, budget: float) -> int:
+        """Events for the next indexing transaction: ``SEARCH_BATCH``, or as many as fit the
+        budget (never fewer than ``SEARCH_MIN_BATCH``)."""
+        if not self._seconds_per_event:
+            return SEARCH_BATCH
+        fits = int(budget / self._seconds_per_event)
+        return max(SEARCH_MIN_BATCH, min(SEARCH_BATCH, fits))
 
     def _loop(self) -> None:
         tick = 0

@@ -2,6 +2,8 @@
 from the stored JSON text; a last ``complete`` line, so a cut is detected; ``cursor`` resumes;
 ``receiver export --from`` resumes by itself; and over a real ``receiver serve`` a stream far
 longer than gunicorn's ``--timeout`` completes, because the worker heartbeats between chunks.
+Every test of the export itself runs on SQLite and PostgreSQL; the ones about gunicorn's
+timeout and a cut stream on SQLite alone.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from receiver import export
+from receiver import export, gunicorn_hooks
 from receiver.cli import cli
 from receiver.mask import mask_data
-from receiver.store import EventFilters, SQLiteStore, Store
+from receiver.store import EventFilters, SQLiteStore, Store, open_store, postgres_search
+from receiver.store import postgres as postgres_backend
 from receiver.store import sqlite as sqlite_backend
 from receiver.store.base import EVENT_FIELDS
 
@@ -103,17 +106,37 @@ def test_export_bad_cursor_is_400(client: Any, cursor: str) -> None:
     assert "cursor" in response.get_json()["error"]
 
 
-def test_export_heartbeats_between_chunks(db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(export, "CHUNK_LINES", 100)
+def test_export_heartbeats_around_every_chunk(db_path: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker is never silent for more than a batch of the store or one chunk's write."""
+    monkeypatch.setattr(export, "CHUNK_CHARS", 4000)
     bulk.fill(db_path, 1000)
-    store = SQLiteStore(db_path)
-    beats: list[int] = []
-    chunks = []
-    for chunk in export.ndjson(store, EventFilters(), heartbeat=lambda: beats.append(1)):
-        chunks.append(chunk)
+    store = open_store(db_path)
+    happened: list[str] = []
+    for chunk in export.ndjson(store, EventFilters(),
+                               heartbeat=lambda: happened.append("beat")):
+        happened.append(chunk)
     store.close()
-    assert len(chunks) == 11  # ten chunks of events, then the complete line
-    assert len(beats) >= 10
+    chunks = [item for item in happened if item != "beat"]
+    longest_line = max(len(line) + 1 for line in "".join(chunks).splitlines())
+    assert all(4000 <= len(chunk) < 4000 + longest_line for chunk in chunks[:-1])
+    assert parse("".join(chunks))[1] == {"complete": True, "count": 1000}
+    for before, chunk, after in zip(happened, happened[1:], happened[2:], strict=False):
+        if chunk in chunks[:-1]:
+            assert before == after == "beat"
+
+
+def test_a_streamed_answer_leaves_little_unsent_in_the_kernel() -> None:
+    """``bound_unsent`` on the connection gunicorn hands over: its writes wait for the client
+    after 128 KiB, not after megabytes of send buffer (the worker's silence is bounded)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        connection, _ = listener.accept()
+        with client, connection:
+            gunicorn_hooks.bound_unsent({"gunicorn.socket": connection})
+            assert connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT) == (
+                gunicorn_hooks.UNSENT_LIMIT)
+    gunicorn_hooks.bound_unsent({})  # not under gunicorn: nothing to do
 
 
 # -- the store's batches --------------------------------------------------------------------
@@ -136,9 +159,10 @@ FILTERS = [
 @pytest.mark.parametrize("filters", FILTERS, ids=repr)
 def test_event_batches_match_the_pages_of_list_events(db_path: str, filters: EventFilters,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_backend, "EXPORT_WINDOW", 37)  # many windows, some empty
+    for backend in (sqlite_backend, postgres_backend, postgres_search):
+        monkeypatch.setattr(backend, "EXPORT_WINDOW", 37)  # many windows, some empty
     bulk.fill(db_path, 400, word="otter")
-    store = SQLiteStore(db_path)
+    store = open_store(db_path)
     store.index_search(150)  # search: part indexed, part scanned, nothing in between
     try:
         pages = [event.id for event in store.iter_events(filters, batch=7)]
@@ -155,11 +179,11 @@ def test_event_batches_match_the_pages_of_list_events(db_path: str, filters: Eve
 
 def test_default_event_batches_give_the_same_rows(db_path: str) -> None:
     """The interface's default (built on list_events, for backends without their own) and
-    the SQLite override agree, ``data`` text aside."""
+    the backend's override agree, ``data`` text aside."""
     bulk.fill(db_path, 120)
-    store = SQLiteStore(db_path)
+    store = open_store(db_path)
     try:
-        for filters in (EventFilters(), EventFilters(source="fno")):
+        for filters in (EventFilters(), EventFilters(source="fno"), EventFilters(q="plain")):
             own = [row for batch in store.event_batches(filters, batch=50) for row in batch]
             default = [row for batch in Store.event_batches(store, filters, batch=50)
                        for row in batch]
@@ -253,6 +277,17 @@ def copy_of(database: str, tmp: Path) -> str:
     return str(target)
 
 
+@pytest.fixture
+def history(backend: str, db_path: str, request: pytest.FixtureRequest) -> str:
+    """The test's database holding ``EVENTS`` events, on either backend."""
+    if backend == "sqlite":
+        big_history = request.getfixturevalue("big_history")
+        Path(db_path).write_bytes(Path(big_history).read_bytes())
+    else:
+        bulk.fill(db_path, EVENTS)
+    return db_path
+
+
 def check_whole(text: str) -> None:
     events, complete = parse(text)
     assert complete == {"complete": True, "count": EVENTS}
@@ -260,10 +295,8 @@ def check_whole(text: str) -> None:
     assert "LK-" not in text  # every seventh holds a license key: masked
 
 
-def test_export_over_http_outlives_the_worker_timeout(serve: Any, big_history: str,
-                                                      tmp_path: Path) -> None:
-    server = serve("--workers", "1", "--timeout", TIMEOUT,
-                   database=copy_of(big_history, tmp_path))
+def test_export_over_http_outlives_the_worker_timeout(serve: Any, history: str) -> None:
+    server = serve("--workers", "1", "--timeout", TIMEOUT, database=history)
     text, stopped = paced_export(server.url)
     assert stopped is None, server.output()[-3000:]
     check_whole(text)
@@ -290,8 +323,8 @@ def test_plain_gunicorn_cuts_the_export_at_its_timeout_unless_given_the_hooks(
 
 
 def test_killed_worker_is_detected_and_receiver_export_from_resumes(
-        serve: Any, big_history: str, tmp_path: Path) -> None:
-    server = serve("--workers", "1", database=copy_of(big_history, tmp_path))
+        serve: Any, history: str) -> None:
+    server = serve("--workers", "1", database=history)
     written: list[str] = []
     killed: list[int] = []
     notices: list[str] = []

@@ -26,7 +26,7 @@ from receiver.cli import cli
 from receiver.errors import StorageUnavailable
 from receiver.events import Delivery, NormalizedEvent
 from receiver.store import DeliveryFilters, EventFilters, open_store
-from receiver.store.postgres import PostgresStore
+from receiver.store.postgres import MIGRATIONS, PostgresStore
 
 from .conftest import all_samples, free_port
 from .postgres import PostgresServer, start_throwaway
@@ -166,8 +166,9 @@ def test_nodes_starting_together_on_an_empty_database_migrate_once(serve, postgr
         for node in nodes:
             assert requests.post(node.url + "/hooks", data=b'{"type": "a.b"}').status_code == 200
         with psycopg.connect(url) as conn:
-            versions = conn.execute("SELECT version FROM receiver_migrations").fetchall()
-        assert versions == [(1,)]
+            versions = conn.execute(
+                "SELECT version FROM receiver_migrations ORDER BY version").fetchall()
+        assert versions == [(version,) for version, _, _ in MIGRATIONS]
         keys = {requests.get(node.url + "/-/health").status_code for node in nodes}
         assert keys == {200}
     finally:
@@ -426,12 +427,12 @@ def test_health_on_postgresql(serve, database) -> None:
 
 
 def test_search_pages_match_a_plain_filter_across_the_window(database, monkeypatch) -> None:
-    """Search pages read the newest ids in order, then the GIN index below them: with a
-    window of 5 ids, every page boundary and both paths meet; the pages equal the plain
-    answer (newest first, no gaps, no repeats)."""
-    from receiver.store import postgres as backend
+    """Search pages read the newest ids in order, then the GIN index below them, and the
+    queued events above: with a window of 5 ids, every page boundary and all three paths
+    meet; the pages equal the plain answer (newest first, no gaps, no repeats)."""
+    from receiver.store import postgres_search
 
-    monkeypatch.setattr(backend, "SEARCH_WINDOW", 5)
+    monkeypatch.setattr(postgres_search, "SEARCH_WINDOW", 5)
     store = PostgresStore(database)
     try:
         expected: dict[str, list[int]] = {"zebra": [], "zebra fno": []}
@@ -449,6 +450,8 @@ def test_search_pages_match_a_plain_filter_across_the_window(database, monkeypat
                 expected["zebra"].append(saved.event_id)
                 if source == "fno":
                     expected["zebra fno"].append(saved.event_id)
+            if number == 40:  # these in the index, the rest matched as recent events
+                store.catch_up_search()
         for label, filters in (("zebra", EventFilters(q="zebra")),
                                ("zebra fno", EventFilters(q="zebra", source="fno"))):
             for limit in (1, 3, 4, 50):
@@ -493,3 +496,24 @@ def test_health_counts_large_tables_by_estimate(database) -> None:
         assert store.event_counts() == {"events": 250000, "deliveries": 1}
     finally:
         store.close()
+
+
+def test_upkeep_is_held_by_one_process_and_its_session_is_probed(database, monkeypatch) -> None:
+    """``claim_upkeep``: one session holds each job (as one process would); the server probes
+    that session, so a node that vanishes frees the job within seconds; closing frees it."""
+    from receiver.store import postgres as backend
+
+    monkeypatch.setattr(backend, "UPKEEP_RECHECK_SECONDS", 0)
+    first, second = PostgresStore(database), PostgresStore(database)
+    try:
+        assert first.claim_upkeep("search-index") and first.claim_upkeep("search-index")
+        assert not second.claim_upkeep("search-index")
+        assert first.claim_upkeep("another-job") and not second.claim_upkeep("another-job")
+        session = first._upkeep._conn
+        assert session is not None and session.execute(
+            "SHOW tcp_keepalives_idle").fetchone()[0] in ("10", "10s")
+        first.close()
+        assert second.claim_upkeep("search-index")
+    finally:
+        first.close()
+        second.close()

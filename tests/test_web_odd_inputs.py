@@ -1,7 +1,8 @@
 """Odd inputs on every route (API, pages, ingest) get a 2xx or a 4xx that says why, never a
 500: NUL bytes, unpaired surrogates, huge and non-finite numbers, times at the ends of the
 calendar. Each of the regressions below was a 500 before; the Hypothesis runs draw from
-``tests/hostile.py`` so the next one of the kind is found too."""
+``tests/hostile.py`` so the next one of the kind is found too. Every test that touches the
+database runs on SQLite and PostgreSQL, with the same answers."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from receiver import on, signals
 
 from .hostile import (
     EDGE_TEXT,
@@ -82,6 +85,54 @@ def test_payload_time_outside_the_utc_calendar_is_no_time(client, store) -> None
                                            "timestamp": "0001-01-01T00:00:00+14:00"})
     assert response.status_code == 200
     assert store.get_event(response.json["event_id"]).occurred_at is None
+
+
+def test_nul_in_the_record_is_a_replacement_character_and_kept_in_data(client, store) -> None:
+    """PostgreSQL's text cannot hold U+0000: on every backend the record's text fields hold
+    U+FFFD in its place, ``data`` keeps it (JSON text: ``\\u0000``), the raw body its bytes."""
+    body = (b'{"event": "license.created", "id": "ls-\\u0000", "company_id": "c\\u00007",'
+            b' "ts": 1, "data": {"license": {"id": "lic\\u0000-5", "note": "a\\u0000b"}}}')
+    response = client.post("/hooks/licensing%00eu", data=body, content_type="application/json")
+    assert response.status_code == 200, response.json
+    event = store.get_event(response.json["event_id"])
+    assert (event.external_id, event.account, event.subject_id, event.endpoint) == (
+        "ls-\ufffd", "c\ufffd7", "lic\ufffd-5", "licensing\ufffdeu")
+    assert event.data["license"] == {"id": "lic\x00-5", "note": "a\x00b"}
+    delivery = store.get_delivery(response.json["delivery_id"], with_body=True)
+    assert delivery["body"] == body and delivery["path"] == "/hooks/licensing\ufffdeu"
+    # A filter with the NUL the sender sent finds what was stored.
+    for name, value in (("subject_id", "lic\x00-5"), ("account", "c\x007"),
+                        ("endpoint", "licensing\x00eu")):
+        found = client.get("/api/events", query_string={name: value}).json["events"]
+        assert [item["id"] for item in found] == [event.id], name
+    assert client.get("/api/deliveries", query_string={"endpoint": "licensing\x00eu"}
+                      ).json["deliveries"][0]["id"] == delivery["id"]
+    again = client.post("/hooks/licensing%00eu", data=body, content_type="application/json")
+    assert again.json["duplicate"] is True and again.json["event_id"] == event.id
+    generic = client.post("/hooks", data=b'{"type": "x\\u0000y"}',
+                          content_type="application/json")
+    assert generic.status_code == 200 and generic.json["event_type"] == "x\ufffdy"
+
+
+def test_handler_errors_with_nul_are_recorded(make_app) -> None:
+    """A handler's exception text comes from anywhere (often the payload)."""
+    signals.reset_registry()
+
+    @on("nul.raised", name="tests.nul")
+    def raise_with_nul(event: Any, **_: Any) -> None:
+        raise ValueError(f"bad {event.data['value']} value")
+
+    try:
+        app = make_app(DISPATCH="sync")
+        response = app.test_client().post("/hooks", json={"type": "nul.raised",
+                                                          "value": "\x00"})
+        assert response.status_code == 200
+        runs = app.extensions["receiver.store"].runs_for_event(response.json["event_id"])
+        assert [(run["handler"], run["error"]) for run in runs] == [
+            ("tests.nul", "ValueError: bad \ufffd value")]
+        assert "\ufffd" in runs[0]["traceback"]
+    finally:
+        signals.reset_registry()
 
 
 def test_unpaired_surrogate_escapes_are_read_as_replacement_characters(client, store) -> None:
@@ -223,7 +274,8 @@ def test_any_path_segment_is_answered(client, prefix, segment, suffix) -> None:
 
 
 @FUZZ
-@given(document=shaped_documents | st.sampled_from([{"type": "\ud800"}]),
+@given(document=shaped_documents | st.sampled_from([{"type": "\ud800"},
+                                                    {"type": "x\x00y", "id": "\x00"}]),
        endpoint=st.sampled_from(["", "/keygen", "/licensespring", "/fno", "/zentitle",
                                  "/standard", "/anything"]))
 def test_any_json_document_is_stored_and_shown(client, document, endpoint) -> None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import abc
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, overload
 
 from ..events import Delivery, Event, NormalizedEvent
 
@@ -45,6 +46,42 @@ RawEvent = tuple[Any, ...]
 EXPORT_BATCH = 5000
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+@overload
+def storable_text(value: str) -> str: ...
+@overload
+def storable_text(value: None) -> None: ...
+def storable_text(value: str | None) -> str | None:
+    """Text as every backend keeps it in a text column: U+0000 and unpaired surrogates become
+    U+FFFD, the replacement character.
+
+    PostgreSQL's ``text`` cannot hold U+0000 and no UTF-8 holds a lone surrogate; SQLite would
+    take both, but the two backends must answer the same. What a request carried is not lost:
+    the raw body is kept as bytes, and JSON text (an event's ``data``, a delivery's headers)
+    keeps U+0000 escaped as ``\\u0000``."""
+    if value is None or (value.isascii() and "\x00" not in value):
+        return value
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
+def storable_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with every text passed through ``storable_text`` (bytes and numbers as they
+    are): a row about to be written."""
+    return {name: storable_text(value) if isinstance(value, str) else value
+            for name, value in values.items()}
+
+
+def _storable_fields(filters: Any) -> None:
+    """Filter values compared as the store keeps text (a NUL in a filter finds the U+FFFD it
+    was stored as, on every backend)."""
+    for field in fields(filters):
+        value = getattr(filters, field.name)
+        if isinstance(value, str):
+            object.__setattr__(filters, field.name, storable_text(value))
+
+
 @dataclass(frozen=True)
 class Saved:
     """What the ingest write did: which rows, and whether the event was already known."""
@@ -68,6 +105,9 @@ class EventFilters:
     since: str | None = None
     until: str | None = None
 
+    def __post_init__(self) -> None:
+        _storable_fields(self)
+
     def narrows(self) -> bool:
         """Whether any filter other than a subject or a search is set."""
         return any(getattr(self, name) is not None for name in (
@@ -86,6 +126,9 @@ class DeliveryFilters:
     #: which have no event, never match a type.
     event_type: str | None = None
 
+    def __post_init__(self) -> None:
+        _storable_fields(self)
+
 
 def event_type_prefix(pattern: str | None) -> tuple[str, str] | str | None:
     """``license.*`` -> the half-open range ``("license.", "license/")`` every type with that
@@ -99,8 +142,9 @@ def event_type_prefix(pattern: str | None) -> tuple[str, str] | str | None:
 
 
 def delivery_values(delivery: Delivery) -> dict[str, Any]:
-    """The delivery's columns as the request gave them (headers as JSON pairs)."""
-    return {
+    """The delivery's columns as the request gave them (headers as JSON pairs, the body as
+    bytes), text made storable (``storable_text``)."""
+    return storable_values({
         "received_at": delivery.received_at,
         "endpoint": delivery.endpoint,
         "method": delivery.method,
@@ -111,7 +155,14 @@ def delivery_values(delivery: Delivery) -> dict[str, Any]:
         "body": delivery.body,
         "body_size": len(delivery.body),
         "content_type": delivery.content_type,
-    }
+    })
+
+
+def event_values(event: NormalizedEvent) -> dict[str, Any]:
+    """The event's columns (``data`` as compact JSON text), text made storable."""
+    values = event.as_dict()
+    values["data"] = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+    return storable_values(values)
 
 
 def event_from_row(row: Sequence[Any]) -> Event:
@@ -161,9 +212,6 @@ class Store(abc.ABC):
 
     #: The setting that opened it: a file path or a database URL (shown to users).
     database: str
-    #: Whether ``catch_up_search`` may run while ingest is busy (it takes no lock that
-    #: writers wait on); otherwise upkeep indexes only when ingest is quiet.
-    index_while_busy: bool = False
 
     # -- lifecycle ------------------------------------------------------------------------
 

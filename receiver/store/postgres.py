@@ -10,11 +10,8 @@ skewed clocks agree on when a lease ran out.
 Search is kept lazily, as on SQLite, but not from an id watermark: ids come from a sequence
 and concurrent transactions commit out of id order, so a watermark could step over an event
 that commits a moment later. The ingest statement instead queues each new event's id
-(``search_queue``, one small b-tree), committed with the event; ``catch_up_search`` turns
-queued events into ``event_search`` rows (a tsvector under a GIN index), off the request
-path and before every search, so a search sees every event. Words are split the way SQLite's
-FTS5 splits them (letters and digits; anything else separates) in Python, for the document
-and the query alike, so ``q`` means the same on both backends.
+(``search_queue``, one small b-tree), committed with the event; the background upkeep indexes
+the queue and a search matches the newest queued events itself (``postgres_search``).
 
 A database that cannot be reached, refuses, or fails over raises ``StorageUnavailable``
 (503 + ``Retry-After``) within ``connect_timeout`` + the pool wait, never a hang.
@@ -23,11 +20,11 @@ A database that cannot be reached, refuses, or fails over raises ``StorageUnavai
 from __future__ import annotations
 
 import base64
-import json
+import hashlib
 import logging
 import os
-import re
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -41,17 +38,23 @@ from .base import (
     COPY_COLUMNS,
     DELIVERY_FIELDS,
     EVENT_FIELDS,
+    EXPORT_BATCH,
     RUN_FIELDS,
     DeliveryFilters,
     EventFilters,
+    RawEvent,
     Saved,
     Store,
     delivery_from_row,
     delivery_values,
     event_from_row,
     event_type_prefix,
+    event_values,
     run_from_row,
+    storable_text,
+    storable_values,
 )
+from .postgres_search import INDEX_BATCH, PostgresSearch
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +65,12 @@ MIGRATION_LOCK = 0x7265636569766572
 FEED_SETTLE_SECONDS = 30
 STATEMENT_TIMEOUT_MS = 20_000
 EXACT_COUNT_LIMIT = 100_000  # rows a table above which health reports the planner's estimate
-SEARCH_WINDOW = 5_000  # newest ids a search scans in order before it asks the GIN index
-SEARCH_FIELDS = ("event_type", "vendor_event", "source", "subject_id", "account", "actor",
-                 "external_id")
-_NOT_A_WORD = re.compile(r"[\W_]+")
+EXPORT_WINDOW = 50_000  # ids an export with common filters reads per batch, in id order
+#: How often a process re-checks the upkeep lock it holds, or tries again for one it lacks.
+UPKEEP_RECHECK_SECONDS = 10.0
+#: How the server probes the session holding upkeep locks (ignored on a Unix socket).
+KEEPALIVE_SETTINGS = (("tcp_keepalives_idle", 10), ("tcp_keepalives_interval", 3),
+                      ("tcp_keepalives_count", 3), ("tcp_user_timeout", 20_000))
 
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial", """
@@ -149,6 +154,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             used_at text NOT NULL
         );
     """),
+    # Search words are cut in Python as on SQLite (postgres_search), no longer by
+    # to_tsvector: every indexed event is indexed again, searchable meanwhile as recent.
+    # (Version 2 is the activity tables'; versions need not be consecutive.)
+    (3, "search words as on SQLite", """
+        INSERT INTO search_queue (event_id) SELECT event_id FROM event_search
+        ON CONFLICT DO NOTHING;
+        TRUNCATE event_search;
+    """),
 ]
 
 EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
@@ -198,24 +211,6 @@ RETURNING id
 """
 
 
-def search_words(text: str) -> str:
-    """Lower-case words of letters and digits, as SQLite's FTS5 (unicode61) cuts them."""
-    return _NOT_A_WORD.sub(" ", text).strip().lower()
-
-
-def search_document(event: Mapping[str, Any], data_json: str) -> str:
-    """What search looks through: the record's fields and the payload's JSON text."""
-    parts = [str(event[name]) for name in SEARCH_FIELDS if event.get(name) is not None]
-    parts.append(data_json)
-    return search_words(" ".join(parts))
-
-
-def search_phrases(q: str) -> list[str]:
-    """One phrase per whitespace-separated term of ``q`` (every term must match, in order
-    within a term), empty terms dropped: the meaning of ``q`` on SQLite."""
-    return [words for words in (search_words(term) for term in q.split()) if words]
-
-
 def _unavailable(error: Exception) -> StorageUnavailable:
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return StorageUnavailable(f"the database is unavailable: {reason}")
@@ -233,8 +228,6 @@ def _event_type_condition(pattern: str | None) -> tuple[str | None, list[Any]]:
 class PostgresStore(Store):
     """A pool of connections per process; every method is one short transaction."""
 
-    index_while_busy = True
-
     def __init__(self, url: str, *, pool_size: int = 4, timeout_ms: int = 5000,
                  prepare: bool = True) -> None:
         self.database = url
@@ -244,6 +237,8 @@ class PostgresStore(Store):
         self._pool: psycopg_pool.ConnectionPool | None = None
         self._pid = 0
         self._lock = threading.Lock()
+        self._search = PostgresSearch(self)
+        self._upkeep = Upkeep(self)
 
     # -- connections -------------------------------------------------------------------
 
@@ -334,6 +329,7 @@ class PostgresStore(Store):
             raise _unavailable(error) from error
 
     def close(self) -> None:
+        self._upkeep.release()
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
                 self._pool.close()
@@ -372,10 +368,9 @@ class PostgresStore(Store):
     ) -> Saved:
         """The delivery and its event in one statement (see ``_SAVE_EVENT``)."""
         params = delivery_values(delivery)
-        params.update(event.as_dict())
-        data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+        params.update(event_values(event))
         params.update(
-            data=data, received_at=delivery.received_at, endpoint=delivery.endpoint,
+            received_at=delivery.received_at, endpoint=storable_text(delivery.endpoint),
             signature_status=signature_status, signature_reason=signature_reason,
             dispatch_status="pending" if dispatch_to else "done", lease_owner=dispatch_to,
             lease_seconds=lease_seconds, status_code=200, error=None)
@@ -390,8 +385,9 @@ class PostgresStore(Store):
         params = delivery_values(delivery)
         if not keep_body:
             params["body"] = None
-        params.update(source=source, status_code=status_code, error=error,
-                      signature_status=signature_status, signature_reason=signature_reason)
+        params.update(storable_values(dict(
+            source=source, status_code=status_code, error=error,
+            signature_status=signature_status, signature_reason=signature_reason)))
         return int(self._one(_SAVE_REJECTED, params)[0])
 
     # -- events ------------------------------------------------------------------------
@@ -409,7 +405,9 @@ class PostgresStore(Store):
         """Newest first, keyset on id. The planner walks the primary key backwards for a
         common filter and goes to the filter's index (then sorts) for a rare one."""
         if filters.q is not None:
-            return self._search_page(filters, limit=limit, cursor=cursor)
+            rows = self._search.page(filters, limit=limit, cursor=cursor)
+            events = [event_from_row(row) for row in rows[:limit]]
+            return events, str(events[-1].id) if len(rows) > limit else None
         where, params = self._event_where(filters)
         if cursor is not None:
             where.append("id < %s")
@@ -423,44 +421,36 @@ class PostgresStore(Store):
         next_cursor = str(events[-1].id) if len(rows) > limit else None
         return events, next_cursor
 
-    def _search_page(self, filters: EventFilters, *, limit: int,
-                     cursor: int | None) -> tuple[list[Event], str | None]:
-        """A page of a search, flat at a million events for common and rare words alike.
+    def event_batches(self, filters: EventFilters, *, cursor: int | None = None,
+                      batch: int = EXPORT_BATCH) -> Iterator[list[RawEvent]]:
+        """Every matching event below ``cursor``, newest first, with ``data`` as stored.
 
-        The planner cannot tell how many events a phrase matches; trusting it, a rare phrase
-        walked the primary key through every event (1.2 s at 1M). So the newest
-        ``SEARCH_WINDOW`` ids are searched first, in id order, which fills the page when the
-        words are common; what it did not fill comes from the GIN index alone (all matches
-        below the window, sorted by id), which is cheap exactly when the words are rare.
+        Each batch is one bounded query: common filters read a window of ``EXPORT_WINDOW``
+        ids in id order (a rare filter costs one pass over the table, never one batch
+        reading all of it), a subject goes through its index, a search reads the index a
+        window at a time (``PostgresSearch.batches``).
         """
-        phrases = search_phrases(filters.q or "")
-        if not phrases:  # nothing searchable (only quotes or punctuation)
-            return [], None
-        self.catch_up_search()
+        if filters.q is not None:
+            yield from self._search.batches(filters, cursor=cursor, batch=batch)
+            return
         where, params = self._event_where(filters)
-        matches = "document @@ (" + " && ".join(
-            "phraseto_tsquery('simple', %s)" for _ in phrases) + ")"
+        by_window = filters.subject_id is None and filters.narrows()
+        lowest = int(self._one("SELECT coalesce(min(id), 0) FROM events")[0])
         top = cursor if cursor is not None else self.newest_event_id() + 1
-        floor = max(top - SEARCH_WINDOW, 0)
-        narrowed = "".join(f" AND {term}" for term in where)
-        rows = self._rows(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN (SELECT event_id FROM event_search"
-            f" WHERE event_id < %s AND event_id >= %s AND {matches}){narrowed}"
-            " ORDER BY id DESC LIMIT %s", [top, floor, *phrases, *params, limit + 1])
-        if len(rows) <= limit and floor > 0:
-            # Matches newest first, each probed on the primary key (a join could walk events
-            # from the top down to an old match instead).
-            rows += self._rows(
-                "WITH hits AS MATERIALIZED (SELECT event_id FROM event_search"
-                f" WHERE event_id < %s AND {matches})"
-                " SELECT found.* FROM (SELECT event_id FROM hits ORDER BY event_id DESC) AS hit"
-                f" CROSS JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM events"
-                f" WHERE id = hit.event_id{narrowed}) AS found"
-                " ORDER BY hit.event_id DESC LIMIT %s",
-                [floor, *phrases, *params, limit + 1 - len(rows)])
-        events = [event_from_row(row) for row in rows[:limit]]
-        next_cursor = str(events[-1].id) if len(rows) > limit else None
-        return events, next_cursor
+        while True:
+            bounds = ["id < %s"] + (["id >= %s"] if by_window else [])
+            floor = max(top - EXPORT_WINDOW, lowest) if by_window else None
+            rows = self._rows(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE "
+                + " AND ".join([*where, *bounds]) + " ORDER BY id DESC LIMIT %s",
+                [*params, top, *([floor] if by_window else []), batch])
+            yield rows
+            if len(rows) == batch:
+                top = rows[-1][0]
+            elif floor is not None and floor > lowest:
+                top = floor
+            else:
+                return
 
     def _event_where(self, filters: EventFilters) -> tuple[list[str], list[Any]]:
         where: list[str] = []
@@ -506,31 +496,17 @@ class PostgresStore(Store):
 
     # -- upkeep ------------------------------------------------------------------------
 
-    def catch_up_search(self, batch: int = 5000) -> int:
-        """Index the queued events, a batch per transaction; returns how many.
+    def index_search(self, limit: int = INDEX_BATCH, *, min_backlog: int = 0) -> int:
+        """Index up to ``limit`` queued events in one short transaction (see
+        ``PostgresSearch.index``); returns how many left the queue."""
+        return self._search.index(limit, min_backlog=min_backlog)
 
-        Queue rows are taken with ``FOR UPDATE`` (not ``SKIP LOCKED``): a search that comes
-        while another node indexes waits for that batch instead of missing it.
-        """
-        done = 0
-        while True:
-            with self.transaction() as conn:
-                rows = conn.execute(
-                    "WITH taken AS MATERIALIZED (SELECT event_id FROM search_queue"
-                    " ORDER BY event_id LIMIT %s FOR UPDATE), gone AS (DELETE FROM search_queue"
-                    " WHERE event_id IN (SELECT event_id FROM taken) RETURNING event_id)"
-                    f" SELECT id, {', '.join(SEARCH_FIELDS)}, data FROM events"
-                    " WHERE id IN (SELECT event_id FROM gone)", (batch,)).fetchall()
-                if not rows:
-                    return done
-                documents = [search_document(dict(zip(SEARCH_FIELDS, row[1:-1], strict=True)),
-                                             row[-1]) for row in rows]
-                conn.execute(
-                    "INSERT INTO event_search (event_id, document) SELECT id,"
-                    " to_tsvector('simple', document) FROM unnest(%s::bigint[], %s::text[])"
-                    " AS queued (id, document) ON CONFLICT (event_id) DO NOTHING",
-                    ([row[0] for row in rows], documents))
-            done += len(rows)
+    def not_yet_searchable(self) -> int:
+        return self._search.not_yet_searchable()
+
+    def claim_upkeep(self, job: str) -> bool:
+        """One process of all the receivers on this database runs ``job`` (see ``Upkeep``)."""
+        return self._upkeep.claim(job)
 
     def purge(self, before: str, *, event_type: str | None = None,
               batch: int = 500) -> dict[str, int]:
@@ -551,8 +527,8 @@ class PostgresStore(Store):
                     "DELETE FROM handler_runs WHERE event_id = ANY(%s)", (ids,)).rowcount
                 counts["deliveries"] += conn.execute(
                     "DELETE FROM deliveries WHERE event_id = ANY(%s)", (ids,)).rowcount
-                # The queue first: it waits for a catch-up indexing these events, so the
-                # next statement sees (and deletes) what that catch-up wrote.
+                # The queue first: it waits for an indexing transaction holding these
+                # events, so the next statement sees (and deletes) what that one wrote.
                 conn.execute("DELETE FROM search_queue WHERE event_id = ANY(%s)", (ids,))
                 conn.execute("DELETE FROM event_search WHERE event_id = ANY(%s)", (ids,))
                 counts["events"] += conn.execute(
@@ -686,7 +662,7 @@ class PostgresStore(Store):
                     owner: str | None = None) -> list[dict[str, Any]]:
         with self.transaction() as conn:
             stored = []
-            for run in runs:
+            for run in map(storable_values, runs):
                 row = conn.execute(
                     "INSERT INTO handler_runs (event_id, handler, status, error, traceback,"
                     " started_at, duration_ms, trigger) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -725,7 +701,7 @@ class PostgresStore(Store):
             insert = (f"WITH inserted AS ({insert}) INSERT INTO search_queue (event_id)"
                       " SELECT id FROM inserted")
         values = [bool(row[column]) if column == "duplicate" else row[column]
-                  for row in rows for column in columns]
+                  for row in map(storable_values, rows) for column in columns]
         with self.transaction() as conn:
             inserted = conn.execute(insert, values).rowcount
             # Later inserts take ids above the copied ones.
@@ -742,3 +718,96 @@ class PostgresStore(Store):
 def _pool_reason(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else "the pool is exhausted or PostgreSQL is down"
+
+
+class Upkeep:
+    """Which background jobs (``Store.claim_upkeep``) this process runs: a job is held by a
+    session-level ``pg_try_advisory_lock`` on a connection of its own, kept for the life of
+    the process, so one process among every receiver on the database runs it; when that
+    process dies, PostgreSQL drops the lock with its connection and another takes over
+    within ``UPKEEP_RECHECK_SECONDS``.
+
+    The session asks the server to probe it (TCP keepalives every few seconds): a node that
+    vanishes without closing its connection (power, network) frees the lock within about 20
+    s instead of PostgreSQL's default of two hours.
+
+    Nothing depends on the lock for correctness (indexing takes queued events ``FOR UPDATE
+    SKIP LOCKED``; two indexers split the work): it keeps a backlog from costing every worker
+    on every node its CPU at once. A process without the lock holds no connection for it.
+    """
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._conn: psycopg.Connection[Any] | None = None
+        self._pid = 0
+        self._held: set[str] = set()
+        self._checked = 0.0
+        self._tried: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(job: str) -> int:
+        """The advisory lock's key for ``job`` (64 bits of a hash of its name)."""
+        digest = hashlib.blake2b(f"receiver upkeep {job}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+    def claim(self, job: str) -> bool:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's session is not ours
+                self._conn, self._held, self._tried = None, set(), {}
+                self._pid = os.getpid()
+            now = time.monotonic()
+            if job in self._held:
+                if now - self._checked < UPKEEP_RECHECK_SECONDS or self._alive():
+                    return True
+                self._drop()
+            if now - self._tried.get(job, -UPKEEP_RECHECK_SECONDS) < UPKEEP_RECHECK_SECONDS:
+                return False
+            self._tried[job] = now
+            try:
+                if self._conn is None:
+                    self._conn = psycopg.connect(self._store.database,
+                                                 **self._store._connect_kwargs())
+                    self._probe(self._conn)
+                got = bool(self._conn.execute("SELECT pg_try_advisory_lock(%s)",
+                                              (self.key(job),)).fetchone()[0])  # type: ignore[index]
+            except psycopg.Error as error:
+                log.warning("upkeep lock for %s: %s", job, error)
+                self._drop()
+                return False
+            if got:
+                self._held.add(job)
+                self._checked = now
+            elif not self._held:
+                self._drop()
+            return got
+
+    @staticmethod
+    def _probe(conn: psycopg.Connection[Any]) -> None:
+        """Ask the server to probe this session (a setting an old server lacks is skipped)."""
+        for setting, value in KEEPALIVE_SETTINGS:
+            try:
+                conn.execute(f"SET {setting} = {value}")  # type: ignore[arg-type]
+            except psycopg.errors.UndefinedObject:
+                log.info("PostgreSQL has no setting %s; the upkeep session goes without", setting)
+
+    def _alive(self) -> bool:
+        """Whether the session holding the locks is still there (checked now and then)."""
+        try:
+            assert self._conn is not None
+            self._conn.execute("SELECT 1")
+        except (psycopg.Error, AssertionError):
+            return False
+        self._checked = time.monotonic()
+        return True
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn, self._held = None, set()
+
+    def release(self) -> None:
+        """Let every job go (the store is closing)."""
+        with self._lock:
+            if self._pid == os.getpid():
+                self._drop()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import fcntl
-import json
 import os
 import sqlite3
 import threading
@@ -40,7 +39,10 @@ from .base import (
     delivery_values,
     event_from_row,
     event_type_prefix,
+    event_values,
     run_from_row,
+    storable_text,
+    storable_values,
 )
 from .sqlite_search import FTS_COLUMNS, INDEX_BATCH, Scope, SearchIndex
 
@@ -317,14 +319,12 @@ class SQLiteStore(Store):
         needed to claim it, and another worker takes it over if the lease runs out. Without
         handlers to run (None) the event is stored ``done``.
         """
-        event_params = event.as_dict()
+        event_params = event_values(event)
         event_params["dispatch_status"] = "pending" if dispatch_to else "done"
         event_params["lease_owner"] = dispatch_to
         event_params["lease_expires"] = time.time() + lease_seconds if dispatch_to else None
-        event_params["data"] = json.dumps(event.data, ensure_ascii=False,
-                                          separators=(",", ":"))
         event_params["received_at"] = delivery.received_at
-        event_params["endpoint"] = delivery.endpoint
+        event_params["endpoint"] = storable_text(delivery.endpoint)
         event_params["signature_status"] = signature_status
         params = delivery_values(delivery)
         params.update(source=event.source, status_code=200, error=None,
@@ -351,9 +351,10 @@ class SQLiteStore(Store):
         params = delivery_values(delivery)
         if not keep_body:
             params["body"] = None
-        params.update(source=source, status_code=status_code, error=error, event_id=None,
-                      duplicate=False, signature_status=signature_status,
-                      signature_reason=signature_reason)
+        params.update(storable_values(dict(
+            source=source, status_code=status_code, error=error, event_id=None,
+            duplicate=False, signature_status=signature_status,
+            signature_reason=signature_reason)))
         with self.write() as conn:
             delivery_id = conn.execute(_INSERT_DELIVERY, params).lastrowid
         assert delivery_id is not None
@@ -712,7 +713,7 @@ class SQLiteStore(Store):
         latest run; releases the lease held by ``owner``."""
         with self.write() as conn:
             ids = []
-            for run in runs:
+            for run in map(storable_values, runs):
                 cursor = conn.execute(
                     "INSERT INTO handler_runs (event_id, handler, status, error, traceback,"
                     " started_at, duration_ms, trigger) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -761,7 +762,7 @@ class SQLiteStore(Store):
                   f" ({', '.join('?' * len(columns))}) RETURNING id")
         inserted: list[int] = []
         with self.write() as conn:
-            for row in rows:
+            for row in map(storable_values, rows):
                 values = [int(row[column]) if column == "duplicate" else row[column]
                           for column in columns]
                 inserted += [found[0] for found in conn.execute(insert, values).fetchall()]

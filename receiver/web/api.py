@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file
 from .. import PACKAGE_DIR, dispatch, export, mask, redeliver
 from ..dialects.base import parse_json
 from ..errors import BadRequest
-from ..gunicorn_hooks import HEARTBEAT
+from ..gunicorn_hooks import HEARTBEAT, bound_unsent
 from ..store import Store
 from .common import delivery_json, event_json, get_store, reveal
 from .filters import delivery_filters, event_filters, page_args, parse_id
@@ -179,6 +179,7 @@ def export_events() -> Response:
     cursor = parse_id(request.args.get("cursor"), "cursor (the id of the last event line)")
     # Handed over by receiver serve (gunicorn_hooks): one long request must not look hung.
     heartbeat = current_app.extensions.get(HEARTBEAT)
+    bound_unsent(request.environ)
     lines = export.ndjson(get_store(), filters, cursor=cursor, revealed=reveal(),
                           heartbeat=heartbeat)
     return Response(lines, mimetype="application/x-ndjson")
