@@ -55,3 +55,20 @@ def test_shared_web_helpers_import_no_blueprint() -> None:
     for name in blueprints:
         others = edges[name] & (blueprints - {name})
         assert not others, f"blueprint {name} imports blueprint(s) {sorted(others)}"
+
+
+def test_repository_holds_only_the_project_shape() -> None:
+    """Top level as the design card has it: nothing written by a run gets committed (a test
+    database named by a URL once landed as a folder ``postgresql:``)."""
+    import subprocess
+
+    root = WEB.parent.parent
+    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    top = {name.split("/", 1)[0] for name in tracked}
+    allowed = {".ci", ".gitignore", "CHANGELOG.md", "README.md", "app.py", "pyproject.toml",
+               "benchmarks", "docs", "examples", "receiver", "samples", "templates", "tests",
+               "tools"}
+    assert top <= allowed, f"unexpected top-level entries: {sorted(top - allowed)}"
