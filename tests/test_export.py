@@ -177,6 +177,27 @@ def test_event_batches_match_the_pages_of_list_events(db_path: str, filters: Eve
         store.close()
 
 
+@pytest.mark.parametrize("filters", [EventFilters(source="fno"), EventFilters(q="otter"),
+                                     EventFilters(q="otter", source="generic")], ids=repr)
+def test_a_cursor_far_past_the_newest_event_costs_no_more_batches(
+        db_path: str, filters: EventFilters, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Schemathesis found it: ``cursor=6032059298`` walked empty id windows down from six
+    billion, one query each, for minutes. A cursor above the newest id starts at the newest."""
+    for backend in (sqlite_backend, postgres_backend, postgres_search):
+        monkeypatch.setattr(backend, "EXPORT_WINDOW", 37)
+    bulk.fill(db_path, 120, word="otter")
+    store = open_store(db_path)
+    store.index_search(60)
+    try:
+        near = list(store.event_batches(filters, cursor=10**6, batch=10))
+        far = list(store.event_batches(filters, cursor=2**62, batch=10))
+        assert [row[0] for batch in far for row in batch] == [
+            row[0] for batch in near for row in batch]
+        assert len(far) == len(near)
+    finally:
+        store.close()
+
+
 def test_default_event_batches_give_the_same_rows(db_path: str) -> None:
     """The interface's default (built on list_events, for backends without their own) and
     the backend's override agree, ``data`` text aside."""

@@ -436,7 +436,9 @@ class PostgresStore(Store):
         where, params = self._event_where(filters)
         by_window = filters.subject_id is None and filters.narrows()
         lowest = int(self._one("SELECT coalesce(min(id), 0) FROM events")[0])
-        top = cursor if cursor is not None else self.newest_event_id() + 1
+        # A cursor past the newest event starts at the newest: windows above it are empty,
+        # and walking them down from an id such as 6,000,000,000 never ends.
+        top = min(cursor if cursor is not None else 2**63, self.newest_event_id() + 1)
         while True:
             bounds = ["id < %s"] + (["id >= %s"] if by_window else [])
             floor = max(top - EXPORT_WINDOW, lowest) if by_window else None

@@ -441,10 +441,15 @@ class SQLiteStore(Store):
                 cursor = ids[-1]
         by_window = filters.subject_id is None and not filters.q and filters.narrows()
         lowest = self.conn.execute("SELECT coalesce(min(id), 0) FROM events").fetchone()[0]
+        if by_window:
+            # A cursor past the newest event starts at the newest: windows above it are
+            # empty, and walking them down from an id such as 6,000,000,000 never ends.
+            cursor = min(cursor if cursor is not None else 2**63, self.newest_event_id() + 1)
         while True:
             floor = None
             if by_window:
-                top = cursor if cursor is not None else self.newest_event_id() + 1
+                assert cursor is not None
+                top = cursor
                 floor = max(top - EXPORT_WINDOW, lowest)
             rows = self._select_events(filters, batch, below=cursor if floor is None else top,
                                        floor=floor, by_id=by_window, scope=scope)
