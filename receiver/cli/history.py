@@ -199,6 +199,7 @@ def purge(older_than: str, event_type: str | None, db: str | None) -> None:
                                  param_hint="--older-than") from None
     store = open_history(db)
     counts = store.purge(cutoff, event_type=event_type)
+    store.purge_activity(cutoff, event_type=event_type)
     click.echo(f"deleted {counts['events']} events, {counts['deliveries']} deliveries, "
                f"{counts['handler_runs']} handler runs received before {cutoff}")
 
