@@ -11,6 +11,7 @@ thousand. Nothing here touches a database or a clock it is not given.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +81,18 @@ def ceil_time(moment: dt.datetime, level: str) -> dt.datetime:
     """The start of the first bucket at or after ``moment``."""
     floor = floor_time(moment, level)
     return floor if floor == moment else floor + STEP[level]
+
+
+def parse_age(value: str) -> dt.timedelta:
+    """``30d``, ``12h``, ``90m``, ``2w`` (``receiver purge --older-than``, ``--failed-since``)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", value or "")
+    if not match:
+        raise ValueError(f"expected an age such as 30d, 12h or 2w; got {value!r}")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    try:
+        return dt.timedelta(**{unit[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise ValueError(f"{value!r} is longer than the calendar holds") from None
 
 
 def choose_bucket(since: dt.datetime, until: dt.datetime) -> str:
