@@ -100,7 +100,7 @@ def apply(document: Any, changes: list[Change]) -> Any:
             parent, slot = parent[slot], step
         if change.op == "removed":
             if isinstance(parent, list):
-                parent.pop(slot)
+                del parent[slot:]  # removals are the tail of a list, first index first
             else:
                 del parent[slot]
         elif isinstance(parent, list) and slot == len(parent):

@@ -67,6 +67,8 @@ CREATE TABLE rollup_state (
     upto BIGINT NOT NULL
 );
 INSERT INTO rollup_state (name, upto) VALUES ('deliveries', 0), ('handler_runs', 0);
+-- Failed runs only (ok runs write nothing to it): which events a handler fails on now.
+CREATE INDEX handler_runs_failed ON handler_runs (handler, id) WHERE status = 'error';
 """
 
 UNROLLED_DELIVERIES = (

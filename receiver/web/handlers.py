@@ -95,6 +95,7 @@ def handler_rows(label: str) -> list[dict[str, Any]]:
             "name": name, "handler": current, "stats": found,
             "last_failure": last.get(found.last_failure_id or 0),
             "pending": sum(row[2] for row in waiting),
+            "failing": len(store.failed_event_ids(name)),
             "oldest_seconds": (now - activity.parse_time(oldest)).total_seconds()
             if oldest else None,
         })
