@@ -152,7 +152,7 @@ def exposition(store: Store, unavailable: UnavailableCounts, timer: IngestTimer)
 
     registry = CollectorRegistry()
     registry.register(StoreCollector(store, unavailable))  # type: ignore[arg-type]
-    if os.environ.get(MULTIPROCESS_DIR):
+    if os.path.isdir(os.environ.get(MULTIPROCESS_DIR) or ""):
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(timer.histogram)

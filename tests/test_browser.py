@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from .conftest import sample
+from .test_reliability import install_plugin
 from .test_web_api import FNO_AUTH, LICENSE_KEY, POSTED, RESET_TOKEN
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -189,19 +190,9 @@ def sync_crm(event, **extra):
 '''
 
 
-def install_plugin(site: Path) -> None:
-    """A real distribution with a ``receiver.handlers`` entry point, found on PYTHONPATH."""
-    site.mkdir()
-    (site / "acme_inspect.py").write_text(PLUGIN)
-    info = site / "acme_inspect-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-inspect\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[receiver.handlers]\nacme = acme_inspect\n")
-
-
 def test_browser_replay_records_a_new_handler_run(serve: Any, page: Any,
                                                   tmp_path: Path) -> None:
-    install_plugin(tmp_path / "site")
+    install_plugin(tmp_path / "site", "acme_inspect", PLUGIN)
     server = serve(env={"PYTHONPATH": str(tmp_path / "site"),
                         "ACME_INSPECT_FLAG": str(tmp_path / "flag"),
                         "RECEIVER_DISPATCH": "sync"})
@@ -336,12 +327,7 @@ def push_to_crm(event, **extra):
 def test_browser_handlers_page_bulk_replay_fixes_the_failures(serve: Any, page: Any,
                                                              tmp_path: Path) -> None:
     site = tmp_path / "site"
-    site.mkdir()
-    (site / "acme_health.py").write_text(HEALTH_PLUGIN)
-    info = site / "acme_health-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-health\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[receiver.handlers]\nacme = acme_health\n")
+    install_plugin(site, "acme_health", HEALTH_PLUGIN)
     crm_back = tmp_path / "crm-is-back"
     server = serve(env={"PYTHONPATH": str(site), "ACME_CRM_BACK": str(crm_back),
                         "RECEIVER_DISPATCH": "sync"})

@@ -13,6 +13,8 @@ from typing import Any
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from .test_reliability import install_plugin
+
 PLUGIN = '''\
 from receiver import on
 
@@ -22,15 +24,6 @@ def sync(event, **extra):
     if event.data.get("fail"):
         raise RuntimeError("shop unreachable")
 '''
-
-
-def install_plugin(site: Path) -> None:
-    site.mkdir()
-    (site / "shop_hooks.py").write_text(PLUGIN)
-    info = site / "shop_hooks-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: shop-hooks\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[receiver.handlers]\nshop = shop_hooks\n")
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -44,7 +37,7 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_metrics_of_two_workers_equal_what_was_sent(serve: Any, db_path: str,
                                                     tmp_path: Path) -> None:
-    install_plugin(tmp_path / "site")
+    install_plugin(tmp_path / "site", "shop_hooks", PLUGIN)
     server = serve("--workers", "2", database=db_path,
                    env={"PYTHONPATH": str(tmp_path / "site"), "RECEIVER_DISPATCH": "sync",
                         "RECEIVER_METRICS_OPEN": "true",

@@ -49,7 +49,6 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
 
     if db:
         os.environ["RECEIVER_DATABASE"] = db
-    metrics_dir = multiprocess_metrics_dir()
     settings = read_settings()
     # Check the endpoints and migrate once in the master so a bad setting stops the start.
     from .. import create_app, gunicorn_hooks, verify
@@ -99,6 +98,7 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
 
     click.echo(f"Receiving webhooks at http://{host}:{port}/hooks "
                f"(database {shown_database(settings['DATABASE'])})", err=True)
+    metrics_dir = multiprocess_metrics_dir()
     master = os.getpid()
     try:
         Server().run()
@@ -106,6 +106,7 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
         # Workers leave through here too (they were forked inside run()): only the master
         # removes the directory.
         if metrics_dir is not None and os.getpid() == master:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
