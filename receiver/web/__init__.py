@@ -1,7 +1,8 @@
 """Blueprints and the one place errors become responses (JSON for the API and ingest).
 
-``ingest``, ``api``, ``inspect`` and ``access`` are the blueprints; what they share lives in
-``common`` (with ``csrf`` and ``filters``), which imports none of them.
+``ingest``, ``api``, ``inspect``, ``handlers`` and ``access`` are the blueprints; what they
+share lives in ``common`` (with ``csrf``, ``filters`` and ``chart``), which imports none of
+them.
 """
 
 from __future__ import annotations
