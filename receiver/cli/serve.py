@@ -118,6 +118,7 @@ def multiprocess_metrics_dir() -> str | None:
     from ..metrics import MULTIPROCESS_DIR
 
     if os.environ.get(MULTIPROCESS_DIR):
+        os.makedirs(os.environ[MULTIPROCESS_DIR], exist_ok=True)
         return None
     made = tempfile.mkdtemp(prefix="receiver-metrics-")
     os.environ[MULTIPROCESS_DIR] = made
