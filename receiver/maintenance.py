@@ -33,7 +33,10 @@ SEARCH_DEFER_WHILE_BUSY = 2000
 SWEEP_BACKOFF_SECONDS = 2.0  # after the database was unavailable
 ROLLUP_EVERY = 10  # ticks: once a second
 ROLLUP_BATCH = 5000  # rows per rollup transaction (a few milliseconds)
-ROLLUP_BUDGET = 0.05  # seconds of each rollup tick: a backlog (a copy, a burst) catches up
+#: Seconds of each rollup tick while events arrive, and while it is quiet: a backlog (the
+#: history of an upgraded receiver, a copy) catches up without holding up ingest.
+ROLLUP_BUDGET = 0.05
+ROLLUP_BUDGET_QUIET = 0.5
 
 
 def retention_cutoff(days: int, now: dt.datetime | None = None) -> str:
@@ -49,6 +52,7 @@ class Maintenance:
         self.settings = settings
         self.unavailable = unavailable
         self._newest_seen: int | None = None
+        self._quiet = False  # no new event since the last tick
         self._search_paused_until = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -95,7 +99,7 @@ class Maintenance:
             self.unavailable.flush(self.store)
         if not self.store.claim_upkeep("activity"):
             return 0
-        deadline = time.monotonic() + ROLLUP_BUDGET
+        deadline = time.monotonic() + (ROLLUP_BUDGET_QUIET if self._quiet else ROLLUP_BUDGET)
         done = 0
         while (rolled := self.store.roll_up(ROLLUP_BATCH)) and time.monotonic() < deadline:
             done += rolled
@@ -111,7 +115,7 @@ class Maintenance:
         Searches meanwhile see the index plus the newest events, and say how many are not
         searchable yet."""
         newest = self.store.newest_event_id()
-        quiet = newest == self._newest_seen
+        quiet = self._quiet = newest == self._newest_seen
         self._newest_seen = newest
         if time.monotonic() < self._search_paused_until or not self.store.claim_upkeep(
                 "search-index"):
