@@ -1,7 +1,10 @@
 """History reads at 10,000 and 1,000,000 stored events: ``GET /api/events`` first page, a
 filtered page, a deep cursor page and a full-text search, timed through the Flask test client
 (in-process: routing, filters, SQL, masking, JSON; no socket) and, beside it, the store call
-alone (``Store.list_events``).
+alone (``Store.list_events``). Beside them the activity chart (``GET /api/activity`` by
+minute, hour and day), the handler stats of ``/handlers`` and a ``/-/metrics`` scrape, over
+one delivery and one handler run per event, rolled up once (``Store.catch_up_rollups``,
+timed apart) as the upkeep thread leaves them.
 
     python benchmarks/history.py                  # ~3 minutes on 2 cores
     python benchmarks/history.py --sizes 10000,100000 --runs 5
@@ -112,6 +115,14 @@ def fill(path: str, count: int, *, index: bool = True) -> dict[str, float]:
                             "subjects": subjects})
         conn.execute("COMMIT")
     timings["insert_s"] = time.perf_counter() - began
+    began = time.perf_counter()
+    for first in range(1, count + 1, BATCH):
+        conn.execute("BEGIN")
+        bounds = {"first": first, "last": min(count, first + BATCH - 1)}
+        conn.execute(FILL_DELIVERIES, bounds)
+        conn.execute(FILL_RUNS, bounds)
+        conn.execute("COMMIT")
+    timings["deliveries_runs_s"] = time.perf_counter() - began
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
 
@@ -120,6 +131,9 @@ def fill(path: str, count: int, *, index: bool = True) -> dict[str, float]:
     indexed = store.catch_up_search() if index else 0
     timings["catch_up_search_s"] = time.perf_counter() - began
     timings["indexed"] = indexed
+    began = time.perf_counter()
+    timings["rolled_up"] = store.catch_up_rollups()
+    timings["catch_up_rollups_s"] = time.perf_counter() - began
     store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
     timings["file_mb"] = os.path.getsize(path) / 1e6
@@ -185,6 +199,12 @@ def fill_postgres(url: str, count: int, *, index: bool = True) -> dict[str, floa
                          {"first": first, "last": min(count, first + BATCH - 1),
                           "subjects": subjects})
         timings["insert_s"] = time.perf_counter() - began
+        began_runs = time.perf_counter()
+        for first in range(1, count + 1, BATCH):
+            bounds = {"first": first, "last": min(count, first + BATCH - 1)}
+            conn.execute(PG_FILL_DELIVERIES, bounds)  # type: ignore[arg-type]
+            conn.execute(PG_FILL_RUNS, bounds)  # type: ignore[arg-type]
+        timings["deliveries_runs_s"] = time.perf_counter() - began_runs
         began = time.perf_counter()
         for first in range(1, count + 1, BATCH):
             conn.execute(PG_QUEUE,  # type: ignore[arg-type]
@@ -197,7 +217,52 @@ def fill_postgres(url: str, count: int, *, index: bool = True) -> dict[str, floa
         timings["catch_up_search_s"] = time.perf_counter() - began
         timings["file_mb"] = conn.execute(
             "SELECT pg_total_relation_size('events')").fetchone()[0] / 1e6  # type: ignore[index]
+    store = PostgresStore(url)
+    began = time.perf_counter()
+    timings["rolled_up"] = store.catch_up_rollups()
+    timings["catch_up_rollups_s"] = time.perf_counter() - began
+    store.close()
     return timings
+
+
+# One delivery per event (every tenth a retry: a duplicate delivery of the same event) and
+# one handler run per event (every twentieth failed), as the receiver would have stored them.
+FILL_DELIVERIES = """
+INSERT INTO deliveries (received_at, endpoint, method, path, query, remote_addr, headers, body,
+                        body_size, content_type, source, status_code, error, event_id,
+                        duplicate, signature_status)
+SELECT received_at, endpoint, 'POST', '/hooks/' || endpoint, '', '127.0.0.1', '[]',
+       CAST(data AS BLOB), length(data), 'application/json', source, 200, NULL, id,
+       CASE WHEN id % 10 = 0 THEN 1 ELSE 0 END, signature_status
+FROM events WHERE id BETWEEN :first AND :last
+"""
+FILL_RUNS = """
+INSERT INTO handler_runs (event_id, handler, status, error, traceback, started_at, duration_ms,
+                          trigger)
+SELECT id, CASE id % 3 WHEN 0 THEN 'crm.sync' WHEN 1 THEN 'mail.notify' ELSE 'audit.log' END,
+       CASE WHEN id % 20 = 0 THEN 'error' ELSE 'ok' END,
+       CASE WHEN id % 20 = 0 THEN 'RuntimeError: CRM unreachable' END, NULL, received_at,
+       (id % 50) + 0.5, 'delivery'
+FROM events WHERE id BETWEEN :first AND :last
+"""
+PG_FILL_DELIVERIES = """
+INSERT INTO deliveries (received_at, endpoint, method, path, query, remote_addr, headers, body,
+                        body_size, content_type, source, status_code, error, event_id,
+                        duplicate, signature_status)
+SELECT received_at, endpoint, 'POST', '/hooks/' || endpoint, '', '127.0.0.1', '[]',
+       convert_to(data, 'UTF8'), length(data), 'application/json', source, 200, NULL, id,
+       id %% 10 = 0, signature_status
+FROM events WHERE id BETWEEN %(first)s AND %(last)s
+"""
+PG_FILL_RUNS = """
+INSERT INTO handler_runs (event_id, handler, status, error, traceback, started_at, duration_ms,
+                          trigger)
+SELECT id, CASE id %% 3 WHEN 0 THEN 'crm.sync' WHEN 1 THEN 'mail.notify' ELSE 'audit.log' END,
+       CASE WHEN id %% 20 = 0 THEN 'error' ELSE 'ok' END,
+       CASE WHEN id %% 20 = 0 THEN 'RuntimeError: CRM unreachable' END, NULL, received_at,
+       (id %% 50) + 0.5, 'delivery'
+FROM events WHERE id BETWEEN %(first)s AND %(last)s
+"""
 
 
 def pick_postgres(url: str) -> dict[str, Any]:
@@ -295,8 +360,54 @@ def time_size(path: str, runs: int) -> dict[str, Any]:
         out["queries"][label] = {"url": url, "rows": rows, "asked": asked,
                                  "http_ms": median_ms(http, runs),
                                  "store_ms": median_ms(direct, runs)}
+    for label, url, call in observability_reads(store, values["count"]):
+        response = client.get(url)
+        if response.status_code != 200:
+            raise SystemExit(f"{url} answered {response.status_code}: {response.get_data()!r}")
+        answer = response.get_json(silent=True)
+        rows = len(answer["buckets"]) if isinstance(answer, dict) else 0
+
+        def page(url: str = url) -> None:
+            client.get(url).get_data()
+
+        out["queries"][label] = {"url": url, "rows": rows, "asked": True,
+                                 "http_ms": median_ms(page, runs),
+                                 "store_ms": median_ms(call, runs)}
     store.close()
     return out
+
+
+def observability_reads(store: Any, count: int) -> list[tuple[str, str, Callable[[], Any]]]:
+    """The activity chart, handler stats and a metrics scrape (issue 15): (label, URL, the
+    store call alone). The fixture's deliveries end 3 s x ``count`` after 2024-01-01."""
+    import datetime as dt
+
+    from receiver import activity
+    from receiver.store import ActivityFilters
+
+    newest = dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=3 * count + 2)
+    oldest = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+    def iso(moment: dt.datetime) -> str:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    reads = []
+    for label, since, level, query in (
+            ("activity: by minute, last hour", newest - dt.timedelta(hours=1), "minute", ""),
+            ("activity: by hour, last 2 days", newest - dt.timedelta(days=2), "hour", ""),
+            ("activity: by day, whole history", oldest, "day", ""),
+            ("activity: by day, source=fno", oldest, "day", "&source=fno")):
+        found = activity.window(since, newest, level, newest)
+        filters = ActivityFilters(source="fno" if query else None)
+        reads.append((label, f"/api/activity?bucket={level}&since={iso(since)}"
+                             f"&until={iso(newest)}{query}",
+                      lambda found=found, filters=filters: store.activity(found, filters)))
+    reads.append(("handler stats, all time (/handlers)", "/handlers?window=all",
+                  lambda: store.handler_stats()))
+    reads.append(("metrics scrape (/-/metrics)", "/-/metrics",
+                  lambda: (store.delivery_totals(), store.handler_stats(),
+                           store.pending_summary())))
+    return reads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
             fixture = fill(path, size)
             print(f"{size:>9,} events: inserted in {fixture['insert_s']:.1f} s, search index "
                   f"caught up in {fixture['catch_up_search_s']:.1f} s "
-                  f"({fixture['indexed']:,} rows), file {fixture['file_mb']:.0f} MB", flush=True)
+                  f"({fixture['indexed']:,} rows), rollups in {fixture['catch_up_rollups_s']:.1f} s"
+                  f", file {fixture['file_mb']:.0f} MB", flush=True)
             timed = time_size(path, args.runs)
             timed["fixture"] = fixture
             results[size] = timed
@@ -366,15 +478,16 @@ def main(argv: list[str] | None = None) -> int:
                      f"{first['store_ms']:.2f}", f"{last['store_ms']:.2f}",
                      f"{last['store_ms'] / first['store_ms']:.2f}",
                      f"{first['rows']}/{last['rows']}"])
-    headers = ["GET /api/events", f"{small:,} ms", f"{large:,} ms", "ratio",
+    headers = ["GET", f"{small:,} ms", f"{large:,} ms", "ratio",
                f"store {small:,} ms", f"store {large:,} ms", "store ratio", "rows"]
     text = table(headers, rows)
     fixture_rows = [[f"{size:,}", f"{results[size]['fixture']['insert_s']:.1f}",
                      f"{results[size]['fixture']['catch_up_search_s']:.1f}",
+                     f"{results[size]['fixture']['catch_up_rollups_s']:.1f}",
                      f"{results[size]['fixture']['file_mb']:.0f}"] for size in sizes]
     fixture_text = table(["events", "bulk insert s",
                           "search index + VACUUM ANALYZE s" if args.postgres
-                          else "catch_up_search() s",
+                          else "catch_up_search() s", "catch_up_rollups() s",
                           "events table MB" if args.postgres else "file MB"], fixture_rows)
     print()
     print(text)
@@ -405,7 +518,9 @@ Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {elapsed:.0f} s
 - Receiver code measured: commit {info['revision']}.
 - Timed through the Flask test client (in-process `create_app`, no socket: routing, filters,
   SQL, masking, JSON), median of {args.runs} runs after one warm call; "store" is
-  `Store.list_events` alone. Page size 50 (the default).
+  `Store.list_events` alone (for the activity, handler and metrics rows: `Store.activity`,
+  `Store.handler_stats`, the three reads of a scrape). Page size 50 (the default). One
+  delivery (every tenth a duplicate) and one handler run per event, rolled up once.
 - {made};
   ~{EVENTS_PER_SUBJECT} events per subject at every size (spread by a hash), 16 event
   types (5 of them `license.*`), 6 sources.

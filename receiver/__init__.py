@@ -35,6 +35,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, background: bool = Tr
     from .config import load_settings
     from .dispatch import Dispatcher
     from .maintenance import Maintenance
+    from .metrics import IngestTimer, UnavailableCounts
     from .store import open_store
 
     settings = load_settings(config)
@@ -58,7 +59,9 @@ def create_app(config: Mapping[str, Any] | None = None, *, background: bool = Tr
     dispatcher = Dispatcher(store, app.config)
     app.extensions["receiver.dispatcher"] = dispatcher
 
-    maintenance = Maintenance(store, app.config)
+    unavailable = app.extensions["receiver.unavailable"] = UnavailableCounts()
+    app.extensions["receiver.ingest_timer"] = IngestTimer()
+    maintenance = Maintenance(store, app.config, unavailable=unavailable)
     app.extensions["receiver.maintenance"] = maintenance
 
     web.init_app(app)

@@ -204,6 +204,9 @@ SETTINGS: list[Setting] = [
     Setting("DISPATCH_LEASE", parse_int, 45,
             "Seconds a worker holds an event it dispatches; a dead worker's events are "
             "taken over after this."),
+    Setting("METRICS_OPEN", parse_bool, False,
+            "Serve GET /-/metrics (Prometheus) without the inspector token, for a scraper "
+            "on a private network."),
     Setting("DISABLED_PLUGINS", parse_list, [],
             "Entry-point names in receiver.handlers not to load (comma-separated)."),
     Setting("MAIL_RESET_ENABLED", parse_bool, False,

@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import StorageUnavailable
 from .events import format_time
+from .metrics import UnavailableCounts
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,12 @@ SEARCH_PAUSE_SECONDS = 60  # after the database refused an indexing write
 #: indexed in batches.
 SEARCH_DEFER_WHILE_BUSY = 2000
 SWEEP_BACKOFF_SECONDS = 2.0  # after the database was unavailable
+ROLLUP_EVERY = 10  # ticks: once a second
+ROLLUP_BATCH = 5000  # rows per rollup transaction (a few milliseconds)
+#: Seconds of each rollup tick while events arrive, and while it is quiet: a backlog (the
+#: history of an upgraded receiver, a copy) catches up without holding up ingest.
+ROLLUP_BUDGET = 0.05
+ROLLUP_BUDGET_QUIET = 0.5
 
 
 def retention_cutoff(days: int, now: dt.datetime | None = None) -> str:
@@ -40,10 +47,13 @@ def retention_cutoff(days: int, now: dt.datetime | None = None) -> str:
 
 
 class Maintenance:
-    def __init__(self, store: Store, settings: Mapping[str, Any]) -> None:
+    def __init__(self, store: Store, settings: Mapping[str, Any], *,
+                 unavailable: UnavailableCounts | None = None) -> None:
         self.store = store
         self.settings = settings
+        self.unavailable = unavailable
         self._newest_seen: int | None = None
+        self._quiet = False  # no new event since the last tick
         self._search_paused_until = 0.0
         self._seconds_per_event = 0.0  # indexing, measured on full batches
         self._stop = threading.Event()
@@ -72,11 +82,30 @@ class Maintenance:
         commits cheap); index for search for part of the tick; now and then, retention."""
         self.store.checkpoint()
         self.index_search()
+        if tick % ROLLUP_EVERY == 0:
+            self.roll_up()
         days = self.settings.get("RETENTION_DAYS")
         if days and tick % RETENTION_EVERY == 0:
-            counts = self.store.purge(retention_cutoff(days))
+            cutoff = retention_cutoff(days)
+            counts = self.store.purge(cutoff)
+            self.store.purge_activity(cutoff)
             if any(counts.values()):
                 log.info("retention (%s days): deleted %s", days, counts)
+
+    def roll_up(self) -> int:
+        """Write the 503s this process counted, and add what was stored since the last time
+        to the activity rollups (one batch of deliveries and one of handler runs: a few
+        milliseconds of the write lock). One process of a SQLite receiver does the rollup;
+        on PostgreSQL any may, and a row lock makes each row count once."""
+        if self.unavailable is not None:
+            self.unavailable.flush(self.store)
+        if not self.store.claim_upkeep("activity"):
+            return 0
+        deadline = time.monotonic() + (ROLLUP_BUDGET_QUIET if self._quiet else ROLLUP_BUDGET)
+        done = 0
+        while (rolled := self.store.roll_up(ROLLUP_BATCH)) and time.monotonic() < deadline:
+            done += rolled
+        return done + rolled
 
     def index_search(self) -> int:
         """Work through the search backlog in short transactions (``Store.index_search``)
@@ -90,7 +119,7 @@ class Maintenance:
         Searches meanwhile see the index plus the newest events, and say how many are not
         searchable yet."""
         newest = self.store.newest_event_id()
-        quiet = newest == self._newest_seen
+        quiet = self._quiet = newest == self._newest_seen
         self._newest_seen = newest
         if time.monotonic() < self._search_paused_until or not self.store.claim_upkeep(
                 "search-index"):

@@ -84,7 +84,8 @@ TEST_POSTGRES = os.environ.get("RECEIVER_TEST_POSTGRES")
 
 #: Test modules whose tests that touch the database run on both backends.
 BOTH_BACKENDS = {"test_store", "test_web_api", "test_dispatch", "test_retention", "test_cli",
-                 "test_web_odd_inputs", "test_search_backlog", "test_export"}
+                 "test_web_odd_inputs", "test_search_backlog", "test_export",
+                 "test_observability", "test_metrics_served"}
 
 
 def pytest_configure(config: pytest.Config) -> None:

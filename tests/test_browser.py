@@ -21,7 +21,8 @@ import pytest
 import requests
 
 from .conftest import sample
-from .test_web_api import FNO_AUTH, POSTED, RESET_TOKEN
+from .test_reliability import install_plugin
+from .test_web_api import FNO_AUTH, LICENSE_KEY, POSTED, RESET_TOKEN
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -189,19 +190,9 @@ def sync_crm(event, **extra):
 '''
 
 
-def install_plugin(site: Path) -> None:
-    """A real distribution with a ``receiver.handlers`` entry point, found on PYTHONPATH."""
-    site.mkdir()
-    (site / "acme_inspect.py").write_text(PLUGIN)
-    info = site / "acme_inspect-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-inspect\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[receiver.handlers]\nacme = acme_inspect\n")
-
-
 def test_browser_replay_records_a_new_handler_run(serve: Any, page: Any,
                                                   tmp_path: Path) -> None:
-    install_plugin(tmp_path / "site")
+    install_plugin(tmp_path / "site", "acme_inspect", PLUGIN)
     server = serve(env={"PYTHONPATH": str(tmp_path / "site"),
                         "ACME_INSPECT_FLAG": str(tmp_path / "flag"),
                         "RECEIVER_DISPATCH": "sync"})
@@ -245,3 +236,121 @@ def test_browser_replay_records_a_new_handler_run(serve: Any, page: Any,
     screenshot = tmp_path / "event.png"
     page.screenshot(path=str(screenshot), full_page=True)
     print(f"\nscreenshot of the event page: {screenshot}")
+
+
+# -- issue 15: the activity chart, what changed, handler health ---------------------------------
+
+
+def test_browser_activity_chart_bar_heights_click_and_live(serve: Any, page: Any,
+                                                           tmp_path: Path) -> None:
+    from receiver.store import open_store
+
+    from .test_observability import traffic
+
+    server = serve()
+    store = open_store(server.database)
+    traffic(store)  # minute 0: 2 new + 1 retry; minute 1: 1 new + 1 refused; minute 3: 1 new
+    store.close()
+    page.goto(server.url + "/?since=2026-03-01T10:00:00Z&until=2026-03-01T10:05:00Z")
+    bars = page.locator("#activity a.bar")
+    expect(bars).to_have_count(5)
+    tallest = 3  # the chart is 120 units high: a delivery is 40
+
+    def heights(start: str) -> dict[str, float]:
+        segments = page.locator(f'#activity a[data-start="{start}"] rect.seg')
+        return {segments.nth(n).get_attribute("data-outcome"):
+                float(segments.nth(n).get_attribute("height"))
+                for n in range(segments.count())}
+
+    assert heights("2026-03-01T10:00:00Z") == {"new": 2 * 120 / tallest,
+                                               "duplicate": 1 * 120 / tallest}
+    assert heights("2026-03-01T10:01:00Z") == {"new": 40.0, "refused": 40.0}
+    assert heights("2026-03-01T10:02:00Z") == {}
+    assert heights("2026-03-01T10:03:00Z") == {"new": 40.0}
+    # The text alternative says the same.
+    expect(bars.nth(1)).to_have_attribute(
+        "aria-label", "2026-03-01 10:01 UTC: 2 deliveries (1 new, 1 refused (4xx))")
+    page.screenshot(path=str(tmp_path / "chart.png"), full_page=True)
+    print(f"\nscreenshot of the chart: {tmp_path / 'chart.png'}")
+
+    bars.nth(1).click()
+    expect(page).to_have_url(re.compile(
+        r"/\?since=2026-03-01T10%3A01%3A00Z&until=2026-03-01T10%3A02%3A00Z$"))
+    rows = page.locator("#rows tr")
+    expect(rows).to_have_count(1)  # the one event first received in that minute
+    expect(rows.first).to_contain_text("entitlement.updated")
+    expect(page.locator("#activity a.bar")).to_have_count(1)
+
+    # The live view redraws the chart when deliveries arrive.
+    page.goto(server.url + "/deliveries")
+    expect(page.locator("#activity figcaption strong")).to_have_text("6")
+    post(server, "keygen", "license.created")
+    expect(page.locator("#activity figcaption strong")).to_have_text("7")
+    expect(page.locator("#rows tr")).to_have_count(7)
+
+
+def test_browser_shows_what_a_license_update_changed(serve: Any, page: Any) -> None:
+    server = serve()
+    post(server, "keygen", "license.created")
+    updated = post(server, "keygen", "license.updated")
+    page.goto(f"{server.url}/events/{updated['event_id']}")
+    changes = page.locator("#changes table.changes tbody tr")
+    expect(changes.first).to_be_visible()
+    expected = requests.get(f"{server.url}/api/events/{updated['event_id']}/changes").json()
+    assert expected["previous_id"] is not None and expected["changes"]
+    expect(changes).to_have_count(len(expected["changes"]))
+    for change in expected["changes"]:
+        row = page.locator("#changes tr", has=page.locator(f'td:text-is("{change["path"]}")'))
+        expect(row).to_contain_text(change["op"])
+    expiry = page.locator("#changes tr", has=page.locator('td:text-is("data.attributes.expiry")'))
+    expect(expiry).to_contain_text("2025-06-03T09:43:39.520Z")
+    summary = page.locator("#timeline li.current [data-summary]")
+    expect(summary).to_contain_text("expiry 2025-06-03T09:43:39.520Z → 2025-06-03T10:03:03.188Z")
+    assert LICENSE_KEY not in page.content()
+
+
+HEALTH_PLUGIN = '''\
+import os
+from pathlib import Path
+
+from receiver import on
+
+
+@on("license.*")
+def push_to_crm(event, **extra):
+    """Fails until the CRM is back (a file says so)."""
+    if not Path(os.environ["ACME_CRM_BACK"]).exists():
+        raise RuntimeError(f"CRM unreachable for {event.event_type}")
+'''
+
+
+def test_browser_handlers_page_bulk_replay_fixes_the_failures(serve: Any, page: Any,
+                                                             tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    install_plugin(site, "acme_health", HEALTH_PLUGIN)
+    crm_back = tmp_path / "crm-is-back"
+    server = serve(env={"PYTHONPATH": str(site), "ACME_CRM_BACK": str(crm_back),
+                        "RECEIVER_DISPATCH": "sync"})
+    for name in ("license.created", "license.updated", "license.renewed"):
+        post(server, "keygen", name)
+
+    page.goto(server.url + "/handlers")
+    row = page.locator('tr[data-handler="acme_health.push_to_crm"]')
+    expect(row.locator('[data-field="runs"]')).to_have_text("3")
+    expect(row.locator('[data-field="failing"]')).to_have_text("3")
+    expect(row.locator('[data-field="last_failure"]')).to_contain_text(
+        "RuntimeError: CRM unreachable for license.renewed")
+
+    row.get_by_role("link", name="Failed runs…").click()
+    expect(page.locator("#replay-count [data-count]")).to_have_text("3")
+    crm_back.write_text("up")
+    page.get_by_role("button", name="Replay on 3 events").click()
+
+    expect(page).to_have_url(f"{server.url}/handlers#handlers")
+    expect(page.locator("#replay-result")).to_contain_text(
+        "on 3 events: 3 ok, 0 failed")
+    expect(row.locator('[data-field="failing"]')).to_have_text("0")
+    expect(row.locator('[data-field="runs"]')).to_have_text("6")
+    expect(row.get_by_role("link", name="Failed runs…")).to_have_count(0)
+    events = requests.get(server.url + "/api/events").json()["events"]
+    assert {event["dispatch_status"] for event in events} == {"done"}

@@ -63,7 +63,10 @@ def test_export_lines_are_the_api_records_in_field_order(client: Any) -> None:
     post_samples(client)
     events, complete = parse(client.get("/api/export.ndjson").get_data(as_text=True))
     assert complete == {"complete": True, "count": len(POSTED)}
-    assert events == client.get("/api/events").get_json()["events"]
+    listed = client.get("/api/events").get_json()["events"]
+    for record in listed:  # worked out for API answers only (docs/reference.md)
+        record.pop("out_of_order")
+    assert events == listed
     assert all(list(event) == list(EVENT_FIELDS) for event in events)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 WEB = Path(__file__).resolve().parent.parent / "receiver" / "web"
-SHARED = {"common", "csrf", "filters"}
+SHARED = {"common", "csrf", "filters", "chart"}
 
 
 def web_imports(path: Path) -> set[str]:

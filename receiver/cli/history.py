@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -13,8 +12,9 @@ from typing import Any
 
 import click
 
+from ..activity import parse_age
 from ..errors import ReceiverError
-from ..events import Event
+from ..events import Event, format_time
 from .common import (
     db_option,
     event_filters_from,
@@ -102,17 +102,38 @@ def tail(interval: float, last: int, db: str | None, **options: Any) -> None:
 
 
 @click.command()
-@click.argument("event_id", type=int)
+@click.argument("event_id", type=int, required=False)
 @click.option("--only-failed", is_flag=True, help="Only handlers whose last run failed.")
-@click.option("--handler", "handlers", multiple=True, help="Only this handler (repeatable).")
+@click.option("--handler", "handlers", multiple=True, help="Only this handler (repeatable; "
+              "without EVENT_ID: the one handler to replay on every matching event).")
+@click.option("--failed-since", metavar="AGE", default=None,
+              help="Without EVENT_ID: only events whose last run of --handler failed within "
+                   "this age (2h, 1d).")
+@filter_options
 @db_option
-def replay(event_id: int, only_failed: bool, handlers: tuple[str, ...], db: str | None) -> None:
-    """Re-run handlers on a stored event; runs are recorded with trigger=replay."""
+def replay(event_id: int | None, only_failed: bool, handlers: tuple[str, ...],
+           failed_since: str | None, db: str | None, **options: Any) -> None:
+    """Re-run handlers on a stored event, or one handler on every matching event; runs are
+    recorded with trigger=replay."""
     from .. import create_app, dispatch
 
+    if event_id is None and len(handlers) != 1:
+        raise click.UsageError("give an EVENT_ID, or one --handler NAME to replay on every "
+                               "event matching the filters (--failed-since 2h: its failures)")
+    filters = event_filters_from(options)
+    cutoff = None
+    if failed_since:
+        try:
+            cutoff = format_time(dt.datetime.now(dt.UTC) - parse_age(failed_since))
+        except (ValueError, OverflowError) as error:
+            raise click.BadParameter(str(error), param_hint="--failed-since") from None
     app = create_app({"DATABASE": db} if db else None, background=False)
     store = app.extensions["receiver.store"]
     try:
+        if event_id is None:
+            bulk(store, app.config, handlers[0], filters, only_failed=only_failed or bool(cutoff),
+                 failed_since=cutoff)
+            return
         runs = dispatch.replay(store, app.config, event_id, only_failed=only_failed,
                                names=list(handlers) or None)
     except ReceiverError as error:
@@ -125,6 +146,27 @@ def replay(event_id: int, only_failed: bool, handlers: tuple[str, ...], db: str 
         line = f"{run['handler']}: {run['status']} ({run['duration_ms']:.1f} ms)"
         click.echo(line + (f" {run['error']}" if run["error"] else ""))
     if any(run["status"] == "error" for run in runs):
+        sys.exit(1)
+
+
+def bulk(store: Any, settings: Any, name: str, filters: Any, *, only_failed: bool,
+         failed_since: str | None) -> None:
+    """``receiver replay --handler NAME ...``: the events, a progress bar on a terminal, the
+    outcome; exit status 1 when a run failed."""
+    from .. import bulk_replay
+
+    event_ids = bulk_replay.select_events(store, settings, name, filters,
+                                          only_failed=only_failed, failed_since=failed_since)
+    which = "whose last run of it failed" if only_failed else "it runs for"
+    click.echo(f"replaying {name} on {len(event_ids)} events {which}", err=True)
+    with click.progressbar(length=len(event_ids), label="replaying", file=sys.stderr,
+                           show_pos=True) as bar:
+        outcome = bulk_replay.replay_events(store, settings, name, event_ids,
+                                            only_failed=only_failed, progress=bar.update)
+    click.echo(f"{name}: {outcome.ok} ok, {outcome.error} failed, {outcome.skipped} skipped")
+    if outcome.failed_ids:
+        click.echo("still failing: events " + ", ".join(map(str, outcome.failed_ids[:20]))
+                   + (" ..." if len(outcome.failed_ids) > 20 else ""))
         sys.exit(1)
 
 
@@ -165,18 +207,6 @@ def export(output: Any, reveal: bool, cursor: int | None, from_url: str | None,
     click.echo(f"exported {exported.count} events from {from_url}{resumed}", err=True)
 
 
-def parse_age(value: str) -> dt.timedelta:
-    """``30d``, ``12h``, ``90m``, ``2w``."""
-    match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", value or "")
-    if not match:
-        raise ValueError(f"expected an age such as 30d, 12h or 2w; got {value!r}")
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    try:
-        return dt.timedelta(**{unit[match.group(2)]: int(match.group(1))})
-    except OverflowError:
-        raise ValueError(f"{value!r} is longer than the calendar holds") from None
-
-
 @click.command()
 @click.option("--older-than", "older_than", required=True,
               help="Age such as 30d, 12h, 2w: delete what was first received before that.")
@@ -184,8 +214,6 @@ def parse_age(value: str) -> dt.timedelta:
 @db_option
 def purge(older_than: str, event_type: str | None, db: str | None) -> None:
     """Delete old events with their deliveries and handler runs (and old refused deliveries)."""
-    from ..events import format_time
-
     try:
         age = parse_age(older_than)
     except ValueError as error:
@@ -199,6 +227,7 @@ def purge(older_than: str, event_type: str | None, db: str | None) -> None:
                                  param_hint="--older-than") from None
     store = open_history(db)
     counts = store.purge(cutoff, event_type=event_type)
+    store.purge_activity(cutoff, event_type=event_type)
     click.echo(f"deleted {counts['events']} events, {counts['deliveries']} deliveries, "
                f"{counts['handler_runs']} handler runs received before {cutoff}")
 

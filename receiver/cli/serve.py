@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import shutil
+import tempfile
 from typing import Any
 
 import click
@@ -96,7 +98,31 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
 
     click.echo(f"Receiving webhooks at http://{host}:{port}/hooks "
                f"(database {shown_database(settings['DATABASE'])})", err=True)
-    Server().run()
+    metrics_dir = multiprocess_metrics_dir()
+    master = os.getpid()
+    try:
+        Server().run()
+    finally:
+        # Workers leave through here too (they were forked inside run()): only the master
+        # removes the directory.
+        if metrics_dir is not None and os.getpid() == master:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def multiprocess_metrics_dir() -> str | None:
+    """Put the workers' ingest histogram in prometheus_client's multiprocess mode (each
+    worker writes its own file, a scrape adds them up; receiver/metrics.py): a fresh
+    directory made here, before any worker imports prometheus_client, and removed at exit.
+    A ``PROMETHEUS_MULTIPROC_DIR`` already set is used as it is (and left in place)."""
+    from ..metrics import MULTIPROCESS_DIR
+
+    if os.environ.get(MULTIPROCESS_DIR):
+        os.makedirs(os.environ[MULTIPROCESS_DIR], exist_ok=True)
+        return None
+    made = tempfile.mkdtemp(prefix="receiver-metrics-")
+    os.environ[MULTIPROCESS_DIR] = made
+    return made
 
 
 def login_link_text(base_url: str, secret_key: str) -> str:

@@ -1,7 +1,10 @@
 /* The inspector's only script: live lists by short polling, copy-as-curl, tidy filter URLs.
-   Everything from the server is put in the page with textContent or setAttribute on known
-   attributes, never as HTML. Short polls (one small request every 2 s) keep no request open,
-   so the receiver's sync gunicorn workers are never pinned. */
+   Records from the server are put in the page with textContent or setAttribute on known
+   attributes, never as HTML. The one exception is the activity chart, which the server
+   draws: the live view swaps in the server's own rendering of it (parsed with DOMParser,
+   which runs no script; the template escapes every value). Short polls (one small request
+   every 2 s) keep no request open, so the receiver's sync gunicorn workers are never
+   pinned. */
 (function () {
   "use strict";
 
@@ -139,6 +142,35 @@
       });
     }
 
+    /* The chart above the list, redrawn by the server when deliveries arrived. */
+    function refreshChart() {
+      var chart = document.getElementById("activity");
+      var source = chart && chart.getAttribute("data-activity");
+      if (!source) {
+        return null;
+      }
+      return fetch(source, {
+        headers: { "Accept": "text/html" },
+        credentials: "same-origin",
+        cache: "no-store"
+      }).then(function (response) {
+        if (!response.ok) {
+          throw new Error("HTTP " + response.status);
+        }
+        return response.text();
+      }).then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("activity");
+        if (fresh) {
+          var table = chart.querySelector("details");
+          var freshTable = fresh.querySelector("details");
+          if (table && freshTable) {
+            freshTable.open = table.open;
+          }
+          chart.replaceWith(document.importNode(fresh, true));
+        }
+      });
+    }
+
     function topId() {
       var first = tbody.querySelector("tr[data-id]");
       return first ? Number(first.getAttribute("data-id")) : 0;
@@ -174,23 +206,25 @@
     function poll() {
       return getJSON(withParam(withParam(feed, "after", after), "limit", 500)).then(function (answer) {
         var arrived = answer.deliveries || [];
+        var redrawn = null;
         if (arrived.length) {
           after = arrived[arrived.length - 1].id;
+          redrawn = refreshChart();
         }
         if (kind === "deliveries") {
           merge(arrived.slice().reverse());
-          return null;
+          return redrawn;
         }
         // Any delivery may be a new event or a duplicate of a shown one; pending rows
         // change once their handlers ran.
         if (arrived.length || tbody.querySelector(".dispatch-pending")) {
           // Enough rows to cover everything that arrived since the last poll.
           var limit = Math.min(500, Math.max(pageLimit, arrived.length));
-          return getJSON(withParam(api, "limit", limit)).then(function (page) {
+          return Promise.all([redrawn, getJSON(withParam(api, "limit", limit)).then(function (page) {
             merge(page.events || []);
-          });
+          })]);
         }
-        return null;
+        return redrawn;
       });
     }
 

@@ -11,11 +11,11 @@ import re
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError
-from .base import DeliveryFilters, EventFilters, Saved, Store
+from .base import ActivityFilters, DeliveryFilters, EventFilters, Saved, Store
 from .sqlite import SQLiteStore
 
-__all__ = ["DeliveryFilters", "EventFilters", "SQLiteStore", "Saved", "Store", "open_store",
-           "backend_of", "shown"]
+__all__ = ["ActivityFilters", "DeliveryFilters", "EventFilters", "SQLiteStore", "Saved",
+           "Store", "open_store", "backend_of", "shown"]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 POSTGRES_SCHEMES = ("postgresql", "postgres")

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, overload
 
+from .. import activity as rollups
+from ..errors import NotFound
 from ..events import Delivery, Event, NormalizedEvent
 
 #: Tables ``receiver copy`` moves between stores, in the order it moves them.
@@ -125,6 +127,19 @@ class DeliveryFilters:
     #: The type of the delivery's event (exact, ``license.*`` or ``*``); refused deliveries,
     #: which have no event, never match a type.
     event_type: str | None = None
+    #: Received at or after / before (ISO times): a bucket of the activity chart.
+    since: str | None = None
+    until: str | None = None
+
+
+@dataclass(frozen=True)
+class ActivityFilters:
+    """What narrows the activity chart and the delivery counts: the list filters that both
+    deliveries and events have."""
+
+    source: str | None = None
+    endpoint: str | None = None
+    event_type: str | None = None
 
     def __post_init__(self) -> None:
         _storable_fields(self)
@@ -200,6 +215,23 @@ def delivery_from_row(row: Sequence[Any], *, with_body: bool = False) -> dict[st
 
 def run_from_row(row: Sequence[Any]) -> dict[str, Any]:
     return dict(zip(RUN_FIELDS, row, strict=True))
+
+
+#: Rows rolled up per upkeep transaction (deliveries, then handler runs).
+ROLLUP_BATCH = 5000
+#: A delivery read as ``activity.roll_up_deliveries`` takes it.
+UnrolledDelivery = tuple[int, str, str | None, str, str | None, int, Any, str | None]
+#: A handler run read as ``activity.roll_up_runs`` takes it.
+UnrolledRun = tuple[int, str, str, str, float]
+
+
+@dataclass(frozen=True)
+class TimelineLink:
+    """Where an event of a subject's timeline stands: the event before it (by
+    ``occurred_at``, falling back to receive order) and whether it arrived out of order."""
+
+    previous_id: int | None
+    out_of_order: bool
 
 
 class Store(abc.ABC):
@@ -413,3 +445,122 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def table_counts(self) -> dict[str, int]:
         """Rows per table of ``COPY_TABLES``."""
+
+    # -- activity, changes and handler health ---------------------------------------------
+    #
+    # Delivery and handler-run counts are kept in rollup tables (``activity``,
+    # ``handler_activity``) by the upkeep thread (``roll_up``), never on the request path;
+    # a read sums the rollup rows and the few rows not rolled up yet, in one snapshot.
+
+    @abc.abstractmethod
+    def roll_up(self, limit: int = ROLLUP_BATCH) -> int:
+        """Add up to ``limit`` deliveries and ``limit`` handler runs stored since the last
+        call to the rollups, in one short transaction each; returns how many rows (0:
+        caught up). Safe with several processes calling it at once: each row counts once."""
+
+    def catch_up_rollups(self, batch: int = ROLLUP_BATCH) -> int:
+        """Roll up everything stored so far; returns how many rows."""
+        done = 0
+        while rolled := self.roll_up(batch):
+            done += rolled
+        return done
+
+    @abc.abstractmethod
+    def add_unavailable(self, counts: Mapping[tuple[Any, ...], int]) -> None:
+        """Add 503 answers counted in a process (``activity.unavailable_counts``) to the
+        rollup; they were never stored as deliveries."""
+
+    @abc.abstractmethod
+    def activity_rows(self, level: str, first: str, end: str, filters: ActivityFilters
+                      ) -> tuple[list[tuple[Any, ...]], list[UnrolledDelivery]]:
+        """Rollup rows ``(bucket, status_code, duplicate, deliveries)`` of ``level`` with
+        buckets from ``first`` up to (not including) ``end``, and the deliveries not rolled
+        up yet, read in one snapshot."""
+
+    @abc.abstractmethod
+    def delivery_total_rows(self) -> tuple[list[tuple[Any, ...]], list[UnrolledDelivery]]:
+        """All-time rollup rows ``(*activity.DELIVERY_KEY, deliveries)`` and the deliveries
+        not rolled up yet, in one snapshot."""
+
+    @abc.abstractmethod
+    def run_rows(self, level: str, first: str
+                 ) -> tuple[list[tuple[Any, ...]], list[UnrolledRun]]:
+        """Rollup rows ``(handler, status, runs, total_ms, last_id, h0..h14)`` summed over
+        the buckets of ``level`` from ``first`` on (``all``: every time), and the runs not
+        rolled up yet, in one snapshot."""
+
+    @abc.abstractmethod
+    def purge_activity(self, before: str, *, event_type: str | None = None) -> None:
+        """Forget the minute, hour and day counts before ``before`` (with ``event_type``,
+        only of that type), as ``purge`` forgets the rows; all-time totals stay, so
+        counters never go down."""
+
+    def activity(self, found: rollups.Window, filters: ActivityFilters) -> list[dict[str, Any]]:
+        """Deliveries per bucket of ``found`` by outcome, oldest first, zeros included."""
+        rolled, tail = self.activity_rows(found.level, found.first_key, found.end_key, filters)
+        counts = rollups.roll_up_deliveries(tail, levels=(found.level,))
+        rows = list(rolled) + [(key[1], key[5], key[6], count) for key, count in counts.items()
+                               if rollups.matches(filters, key[2], key[3], key[4])]
+        return rollups.bucket_counts(found, rows)
+
+    def delivery_totals(self) -> dict[tuple[Any, ...], int]:
+        """Every delivery ever counted (503s included), by ``activity.DELIVERY_KEY``."""
+        rolled, tail = self.delivery_total_rows()
+        totals: dict[tuple[Any, ...], int] = {}
+        for row in rolled:
+            key = tuple(row[:-1])
+            totals[key] = totals.get(key, 0) + int(row[-1])
+        for full, count in rollups.roll_up_deliveries(tail, levels=("all",)).items():
+            totals[full[2:]] = totals.get(full[2:], 0) + count
+        return totals
+
+    def handler_stats(self, level: str = "all", first: str = ""
+                      ) -> dict[str, rollups.HandlerStats]:
+        """Runs, failures, the last failure and the duration histogram of each handler that
+        ran, over the buckets of ``level`` from ``first`` on."""
+        rolled, tail = self.run_rows(level, first)
+        tallies = [(row[0], row[1], rollups.tally_from_row(row[2:])) for row in rolled]
+        for key, tally in rollups.roll_up_runs(tail, levels=(level,)).items():
+            if level == "all" or key[1] >= first:
+                tallies.append((key[2], key[3], tally))
+        return rollups.handler_stats(tallies)
+
+    @abc.abstractmethod
+    def pending_summary(self) -> list[tuple[str, str, int, str]]:
+        """Events waiting for their handlers: ``(source, event_type, count, oldest
+        received_at)`` per type."""
+
+    @abc.abstractmethod
+    def get_runs(self, run_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Handler runs by id (those that exist)."""
+
+    @abc.abstractmethod
+    def failed_event_ids(self, handler: str, *, since: str | None = None) -> list[int]:
+        """Events whose latest run of ``handler`` failed (and started at or after
+        ``since``), newest first."""
+
+    @abc.abstractmethod
+    def previous_event(self, event: Event) -> Event | None:
+        """The event of the same source and subject just before this one by
+        ``occurred_at`` (the receive time where an event has none), then by id."""
+
+    @abc.abstractmethod
+    def out_of_order_ids(self, event_ids: Sequence[int]) -> set[int]:
+        """Those of the events that arrived out of order: an event of the same source and
+        subject stored before it has a later ``occurred_at``."""
+
+    @abc.abstractmethod
+    def timeline_links(self, event: Event, event_ids: Sequence[int]
+                       ) -> dict[int, TimelineLink]:
+        """For events of ``event``'s subject and source: the one before each and whether
+        it arrived out of order (one pass over the subject's events)."""
+
+    def get_events(self, event_ids: Sequence[int]) -> dict[int, Event]:
+        """Events by id (those that exist)."""
+        found = {}
+        for event_id in set(event_ids):
+            try:
+                found[event_id] = self.get_event(event_id)
+            except NotFound:  # purged meanwhile
+                continue
+        return found

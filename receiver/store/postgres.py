@@ -34,6 +34,8 @@ import psycopg_pool
 
 from ..errors import NotFound, StorageUnavailable
 from ..events import Delivery, Event, NormalizedEvent, utc_now_iso
+from .activity_queries import SCHEMA as ACTIVITY_SCHEMA
+from .activity_queries import ActivityQueries, ExecuteMany, Fetch
 from .base import (
     COPY_COLUMNS,
     DELIVERY_FIELDS,
@@ -154,15 +156,24 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             used_at text NOT NULL
         );
     """),
+    # Rollups for the activity chart, metrics and handler health (activity_queries.py);
+    # handler runs get the time they were stored, as deliveries have, so the rollup can
+    # tell a run still being committed from a missing id (see _roll_bound).
+    (2, "activity", ACTIVITY_SCHEMA + """
+        ALTER TABLE handler_runs ADD COLUMN stored_at timestamptz NOT NULL DEFAULT now();
+    """),
     # Search words are cut in Python as on SQLite (postgres_search), no longer by
     # to_tsvector: every indexed event is indexed again, searchable meanwhile as recent.
-    # (Version 2 is the activity tables'; versions need not be consecutive.)
     (3, "search words as on SQLite", """
         INSERT INTO search_queue (event_id) SELECT event_id FROM event_search
         ON CONFLICT DO NOTHING;
         TRUNCATE event_search;
     """),
 ]
+
+#: A missing id below a row stored longer ago than this can no longer appear: both
+#: statements would have timed out (``STATEMENT_TIMEOUT_MS``) by then.
+ROLLUP_SETTLE_SECONDS = 2 * STATEMENT_TIMEOUT_MS // 1000 + 5
 
 EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
 DELIVERY_COLUMNS = ", ".join(DELIVERY_FIELDS)
@@ -225,7 +236,7 @@ def _event_type_condition(pattern: str | None) -> tuple[str | None, list[Any]]:
     return "event_type = %s", [wanted]
 
 
-class PostgresStore(Store):
+class PostgresStore(ActivityQueries, Store):
     """A pool of connections per process; every method is one short transaction."""
 
     def __init__(self, url: str, *, pool_size: int = 4, timeout_ms: int = 5000,
@@ -577,6 +588,10 @@ class PostgresStore(Store):
             where.append("EXISTS (SELECT 1 FROM events WHERE events.id = deliveries.event_id"
                          f" AND {condition})")
             params.extend(values)
+        for limit_name, operator in (("since", ">="), ("until", "<")):
+            if getattr(filters, limit_name, None):  # a bucket of the activity chart
+                where.append(f"received_at {operator} %s")
+                params.append(getattr(filters, limit_name))
         if cursor is not None:
             where.append("id < %s")
             params.append(cursor)
@@ -715,6 +730,54 @@ class PostgresStore(Store):
         row = self._one("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries),"
                         " (SELECT count(*) FROM handler_runs)")
         return {"events": int(row[0]), "deliveries": int(row[1]), "handler_runs": int(row[2])}
+
+    # -- activity rollups (the queries are in activity_queries.py) -----------------------
+
+    GREATEST = "greatest(handler_activity.last_id, excluded.last_id)"
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.connection() as conn:
+            cursor = conn.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+            return cursor.fetchall() if cursor.description else []
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Fetch]:
+        with self.connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield lambda sql, params: conn.execute(
+                sql.replace("?", "%s"), params).fetchall()  # type: ignore[arg-type]
+
+    @contextmanager
+    def _writing(self) -> Iterator[tuple[Fetch, ExecuteMany]]:
+        with self.transaction() as conn:
+            def fetch(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+                cursor = conn.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+                return cursor.fetchall() if cursor.description else []
+
+            def execute(sql: str, rows: Sequence[Sequence[Any]]) -> None:
+                with conn.cursor() as cursor:
+                    cursor.executemany(sql.replace("?", "%s"), rows)  # type: ignore[arg-type]
+
+            yield fetch, execute
+
+    def _claim_watermark(self, fetch: Fetch, name: str) -> int | None:
+        """The watermark row locked for this transaction; a node rolling up now holds it,
+        and this one leaves the work to it."""
+        rows = fetch("SELECT upto FROM rollup_state WHERE name = ? FOR UPDATE SKIP LOCKED",
+                     (name,))
+        return int(rows[0][0]) if rows else None
+
+    def _roll_bound(self, fetch: Fetch, table: str, upto: int, limit: int) -> int:
+        """Ids commit out of order: stop before the first missing id unless the row after
+        it was stored ``ROLLUP_SETTLE_SECONDS`` ago (the missing one was rolled back)."""
+        rows = fetch(f"SELECT id, stored_at < now() - make_interval(secs => ?) FROM {table}"
+                     " WHERE id > ? ORDER BY id LIMIT ?", (ROLLUP_SETTLE_SECONDS, upto, limit))
+        expected, bound = upto + 1, upto
+        for row_id, settled in rows:
+            if row_id != expected and not settled:
+                break
+            bound, expected = row_id, row_id + 1
+        return bound
 
 
 def _pool_reason(error: Exception) -> str:

@@ -24,6 +24,8 @@ import sqlite_utils
 
 from ..errors import NotFound, StorageUnavailable
 from ..events import Delivery, Event, NormalizedEvent, utc_now_iso
+from .activity_queries import SCHEMA as ACTIVITY_SCHEMA
+from .activity_queries import ActivityQueries, ExecuteMany, Fetch
 from .base import (
     COPY_COLUMNS,
     DELIVERY_FIELDS,
@@ -152,6 +154,13 @@ def m003_search_merges_in_the_background(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO events_fts (events_fts, rank) VALUES ('automerge', 0)")
 
 
+@migrations()
+def m004_activity(db: sqlite_utils.Database) -> None:
+    """Rollups of deliveries and handler runs for the activity chart, metrics and handler
+    health (``activity_queries``), filled from the existing rows by the upkeep."""
+    db.executescript(ACTIVITY_SCHEMA)
+
+
 EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
 DELIVERY_COLUMNS = ", ".join(DELIVERY_FIELDS)
 RUN_COLUMNS = ", ".join(RUN_FIELDS)
@@ -188,7 +197,7 @@ def _event_type_condition(pattern: str | None, plus: str = "") -> tuple[str | No
     return f"{plus}event_type = ?", [wanted]
 
 
-class SQLiteStore(Store):
+class SQLiteStore(ActivityQueries, Store):
     """Owns the database file: one connection per thread, migrations at open."""
 
     def __init__(self, path: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
@@ -641,6 +650,10 @@ class SQLiteStore(Store):
             where.append("EXISTS (SELECT 1 FROM events WHERE events.id = deliveries.event_id"
                          f" AND {condition})")
             params.extend(values)
+        for limit_name, operator in (("since", ">="), ("until", "<")):
+            if getattr(filters, limit_name, None):  # a bucket of the activity chart
+                where.append(f"received_at {operator} ?")
+                params.append(getattr(filters, limit_name))
         if cursor is not None:
             where.append("id < ?")
             params.append(cursor)
@@ -804,6 +817,40 @@ class SQLiteStore(Store):
         with os.fdopen(fd, "w") as handle:
             handle.write(key)
         return key
+
+    # -- activity rollups (the queries are in activity_queries.py) -----------------------
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql, params).fetchall()
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Fetch]:
+        """A read transaction: WAL readers see one commit throughout."""
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            yield lambda sql, params: conn.execute(sql, params).fetchall()
+        finally:
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _writing(self) -> Iterator[tuple[Fetch, ExecuteMany]]:
+        with self.write() as conn:
+            def execute(sql: str, rows: Sequence[Sequence[Any]]) -> None:
+                conn.executemany(sql, rows)
+
+            yield (lambda sql, params: conn.execute(sql, params).fetchall()), execute
+
+    def _claim_watermark(self, fetch: Fetch, name: str) -> int | None:
+        # The writers' lock is held: no other process rolls up now.
+        return int(fetch("SELECT upto FROM rollup_state WHERE name = ?", (name,))[0][0])
+
+    def _roll_bound(self, fetch: Fetch, table: str, upto: int, limit: int) -> int:
+        # Ids are handed out and committed under the writers' lock, in order: none can
+        # appear below the newest one.
+        row = fetch(f"SELECT max(id) FROM (SELECT id FROM {table} WHERE id > ? ORDER BY id"
+                    " LIMIT ?)", (upto, limit))
+        return int(row[0][0] or upto)
 
 
 class WriterQueue:

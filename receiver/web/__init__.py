@@ -1,7 +1,8 @@
 """Blueprints and the one place errors become responses (JSON for the API and ingest).
 
-``ingest``, ``api``, ``inspect`` and ``access`` are the blueprints; what they share lives in
-``common`` (with ``csrf`` and ``filters``), which imports none of them.
+``ingest``, ``api``, ``inspect``, ``handlers`` and ``access`` are the blueprints; what they
+share lives in ``common`` (with ``csrf``, ``filters`` and ``chart``), which imports none of
+them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from ..errors import ReceiverError, StorageUnavailable
-from . import access, api, ingest, inspect
+from . import access, api, handlers, ingest, inspect
 from .common import error_response, wants_json
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ def init_app(app: Flask) -> None:
     ingest.init_app(app)
     app.register_blueprint(api.bp)
     inspect.init_app(app)
+    handlers.init_app(app)
     access.init_app(app)
     proxies = app.config["TRUSTED_PROXIES"]
     if proxies:

@@ -51,6 +51,8 @@ from .csrf import check_csrf
 # The OpenAPI description is open too: it is the file shipped in the package, with no data
 # or settings in it, and tools read the bearer scheme from it before they have the token.
 OPEN_PREFIXES = ("/hooks", "/-/health", "/api/openapi.json", "/login", "/logout", "/static/")
+#: Open too when ``RECEIVER_METRICS_OPEN`` is true (a scraper without the token).
+METRICS_PATH = "/-/metrics"
 LOGIN_LINK_SALT = "receiver.login-link"
 LOGIN_LINK_MINUTES = 15
 
@@ -202,6 +204,8 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def require_token() -> Response | None:
         if request.path.startswith(OPEN_PREFIXES) or request.path == "/favicon.ico":
+            return None
+        if request.path == METRICS_PATH and current_app.config.get("METRICS_OPEN"):
             return None
         if is_signed_in():
             return None

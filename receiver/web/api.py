@@ -9,13 +9,14 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
-from .. import PACKAGE_DIR, dispatch, export, mask, redeliver
+from .. import PACKAGE_DIR, dispatch, export, mask, metrics, redeliver
 from ..dialects.base import parse_json
 from ..errors import BadRequest
 from ..gunicorn_hooks import HEARTBEAT, bound_unsent
 from ..store import Store
+from . import common
 from .common import delivery_json, event_json, get_store, reveal
-from .filters import delivery_filters, event_filters, page_args, parse_id
+from .filters import activity_args, delivery_filters, event_filters, page_args, parse_id
 
 bp = Blueprint("api", __name__)
 
@@ -43,7 +44,9 @@ def list_events() -> Response:
     store = get_store()
     events, next_cursor = store.list_events(filters, limit=limit, cursor=cursor)
     revealed = reveal()
-    answer: dict[str, Any] = {"events": [event_json(event, revealed=revealed)
+    late = store.out_of_order_ids([event.id for event in events])
+    answer: dict[str, Any] = {"events": [event_json(event, revealed=revealed,
+                                                    out_of_order=event.id in late)
                                          for event in events], "next": next_cursor}
     if filters.q:
         answer["not_yet_searchable"] = store.not_yet_searchable()
@@ -55,11 +58,27 @@ def show_event(event_id: int) -> Response:
     store = get_store()
     event = store.get_event(event_id)
     revealed = reveal()
-    record = event_json(event, revealed=revealed)
+    record = event_json(event, revealed=revealed,
+                        out_of_order=event_id in store.out_of_order_ids([event_id]))
     record["deliveries"] = [delivery_json(d, revealed=revealed)
                             for d in store.deliveries_for_event(event_id)]
     record["handler_runs"] = store.runs_for_event(event_id)
     return jsonify(record)
+
+
+@bp.get("/api/events/<int:event_id>/changes")
+def event_changes(event_id: int) -> Response:
+    """What changed against the previous event of the same source and subject."""
+    store = get_store()
+    found = common.event_changes(store, store.get_event(event_id), revealed=reveal())
+    return jsonify({**found, "changes": [change.as_dict() for change in found["changes"]]})
+
+
+@bp.get("/api/activity")
+def activity_counts() -> Response:
+    """Deliveries per bucket by outcome, oldest first (receiver/activity.py)."""
+    found, filters = activity_args(request.args)
+    return jsonify({"bucket": found.level, "buckets": get_store().activity(found, filters)})
 
 
 @bp.post("/api/events/<int:event_id>/replay")
@@ -195,6 +214,16 @@ def openapi() -> Response:
 def health() -> Response:
     counts = get_store().event_counts()
     return jsonify({"ok": True, **counts})
+
+
+@bp.get("/-/metrics")
+def metrics_text() -> Response:
+    """Prometheus text (receiver/metrics.py): counts from the database, the ingest latency
+    histogram of this node's workers."""
+    extensions = current_app.extensions
+    body = metrics.exposition(get_store(), extensions["receiver.unavailable"],
+                              extensions["receiver.ingest_timer"])
+    return Response(body, content_type=metrics.content_type())
 
 
 @bp.get("/-/plugins")

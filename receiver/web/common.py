@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request, ses
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from .. import mask
+from .. import changes, mask
 from ..errors import ReceiverError
 from ..events import Event
 from ..store import Store
@@ -80,11 +80,27 @@ def reveal() -> bool:
 # -- records as answers ------------------------------------------------------------------------
 
 
-def event_json(event: Event, *, revealed: bool = False) -> dict[str, Any]:
+def event_json(event: Event, *, revealed: bool = False,
+               out_of_order: bool | None = None) -> dict[str, Any]:
+    """The event record as answers show it (``out_of_order`` added when it was asked)."""
     record = event.as_dict()
     if not revealed:
         record["data"] = mask.mask_data(record["data"])
+    if out_of_order is not None:
+        record["out_of_order"] = out_of_order
     return record
+
+
+def event_changes(store: Store, event: Event, *, revealed: bool) -> dict[str, Any]:
+    """``GET /api/events/<id>/changes`` and the event page: the difference of the event's
+    data against the previous event of its subject, masked unless revealed."""
+    previous = store.previous_event(event)
+    found = changes.diff(previous.data, event.data) if previous is not None else []
+    if not revealed:
+        found = [changes.masked(change) for change in found]
+    return {"previous_id": previous.id if previous is not None else None,
+            "out_of_order": event.id in store.out_of_order_ids([event.id]),
+            "changes": found}
 
 
 def delivery_json(record: dict[str, Any], *, revealed: bool = False) -> dict[str, Any]:

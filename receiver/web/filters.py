@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 
+from .. import activity
 from ..config import SOURCES
 from ..dialects.base import iso_time
 from ..errors import BadRequest
-from ..store import DeliveryFilters, EventFilters
+from ..store import ActivityFilters, DeliveryFilters, EventFilters
 
 SIGNATURE_STATUSES = ("valid", "invalid", "unsigned", "unchecked")
 DISPATCH_STATUSES = ("pending", "done", "failed")
@@ -70,6 +72,24 @@ def event_filters(args: Mapping[str, str]) -> EventFilters:
     )
 
 
+def activity_args(args: Mapping[str, str], now: dt.datetime | None = None
+                  ) -> tuple[activity.Window, ActivityFilters]:
+    """``GET /api/activity``: the buckets (``bucket``, ``since``, ``until``; the last hour by
+    default, the bucket size chosen from the range when not given) and the filters."""
+    level = _choice(args, "bucket", activity.BUCKETS)
+    since, until = _time(args, "since"), _time(args, "until")
+    try:
+        found = activity.window(activity.parse_time(since) if since else None,
+                                activity.parse_time(until) if until else None, level,
+                                now or dt.datetime.now(dt.UTC))
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+    filters = ActivityFilters(source=_choice(args, "source", SOURCES),
+                              endpoint=args.get("endpoint") or None,
+                              event_type=_event_type(args))
+    return found, filters
+
+
 def delivery_filters(args: Mapping[str, str]) -> DeliveryFilters:
     status = args.get("status_code") or None
     if status is not None and not (re.fullmatch(r"[0-9]{3}", status)
@@ -81,6 +101,8 @@ def delivery_filters(args: Mapping[str, str]) -> DeliveryFilters:
         source=_choice(args, "source", SOURCES),
         rejected=args.get("rejected") in ("1", "true", "yes"),
         event_type=_event_type(args),
+        since=_time(args, "since"),
+        until=_time(args, "until"),
     )
 
 

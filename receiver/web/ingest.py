@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -135,6 +136,9 @@ def receive_environ(app: Flask, environ: dict[str, Any], name: str) -> tuple[int
             outcome = pipeline.receive(delivery, endpoint, store, settings=app.config,
                                        dispatcher_id=dispatcher.owner)
     except ReceiverError as error:  # the database could not take the write: 503
+        # Counted in memory, written to the activity rollup once the database is back.
+        app.extensions["receiver.unavailable"].count(
+            delivery.received_at, name, endpoint.source if endpoint else None)
         return error.status, json.dumps({"ok": False, "error": error.message}).encode()
     if outcome.to_dispatch and outcome.event_id is not None:
         dispatcher.submit(outcome.event_id)
@@ -164,12 +168,14 @@ class IngestMiddleware:
         name = endpoint_name(environ.get("PATH_INFO", ""))
         if name is None or environ.get("REQUEST_METHOD") != "POST":
             return self.wsgi_app(environ, start_response)
+        began = time.perf_counter()
         try:
             status, body = receive_environ(self.app, environ, name)
         except Exception:
             log.exception("unexpected error on POST %s", environ.get("PATH_INFO"))
             status = 500
             body = b'{"ok": false, "error": "internal error; the traceback is in the server log"}'
+        self.app.extensions["receiver.ingest_timer"].observe(time.perf_counter() - began)
         start_response(f"{status} {_REASONS.get(status, 'Error')}",
                        response_headers(status, body))
         return [body]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import re
@@ -33,15 +34,17 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from .. import dispatch, mask, redeliver, signals
+from .. import changes, dispatch, mask, redeliver, signals
 from ..config import SOURCES
 from ..content_coding import decode_body
+from ..dialects.base import iso_time
 from ..errors import BadRequest, NotFound, ReceiverError
-from ..events import Event
+from ..events import Event, format_time
 from ..store import DeliveryFilters
-from . import csrf
+from . import chart, csrf
 from .common import (
     configured_token,
+    event_changes,
     event_json,
     get_store,
     reveal,
@@ -60,7 +63,8 @@ bp = Blueprint("inspect", __name__)
 
 EVENT_FILTERS = ("q", "source", "event_type", "endpoint", "account", "subject_id",
                  "signature_status", "dispatch_status", "since", "until")
-DELIVERY_FILTERS: tuple[str, ...] = ("endpoint", "status_code", "source", "rejected")
+DELIVERY_FILTERS: tuple[str, ...] = ("endpoint", "status_code", "source", "rejected", "since",
+                                     "until")
 if "event_type" in {field.name for field in dataclasses.fields(DeliveryFilters)}:
     DELIVERY_FILTERS += ("event_type",)  # the store filters deliveries by their event's type
 BODY_PREVIEW_CHARS = 256 * 1024  # a page shows this much of a body; /raw has all of it
@@ -311,12 +315,60 @@ def take_result(kind: str, record_id: int) -> dict[str, Any] | None:
 # -- history ---------------------------------------------------------------------------------
 
 
+# -- the activity chart ------------------------------------------------------------------------
+
+#: The list pages a chart belongs to: their route and the filters they keep in links.
+CHART_PAGES = {"events": ("inspect.events", EVENT_FILTERS),
+               "deliveries": ("inspect.deliveries", DELIVERY_FILTERS)}
+
+
+def activity_chart(page: str, since: str | None, until: str | None, shown: list[str], *,
+                   first_page: bool, start: str | None = None) -> dict[str, Any]:
+    """The chart above a list (web/chart.py), its bars linking to the list narrowed to one
+    bucket, and the URL the live view redraws it from."""
+    endpoint, names = CHART_PAGES[page]
+    kept = {name: value for name, value in active_filters(names)
+            if name not in ("since", "until")}
+    if request.args.get("limit"):
+        kept["limit"] = request.args["limit"]
+    found = chart.window_for(since, until, shown, dt.datetime.now(dt.UTC),
+                             first_page=first_page, start=start)
+    path = url_for(endpoint)
+    view = chart.chart_view(get_store(), found, chart.filters_of(request.args),
+                            lambda begin, end: with_query(path, {**kept, "since": begin,
+                                                                 "until": end}))
+    view["refresh_url"] = with_query(url_for("inspect.activity_fragment"), {
+        "for": page, **{name: value for name, value in active_filters(names)},
+        "start": None if since else format_time(found.start)})
+    view["list_only"] = [name for name, _ in active_filters(names)
+                         if name not in (*chart.CHART_FILTERS, "since", "until")]
+    return view
+
+
+@bp.get("/activity")
+def activity_fragment() -> str:
+    """The chart alone (an HTML fragment), for the live view to redraw it."""
+    page = request.args.get("for") or "events"
+    if page not in CHART_PAGES:
+        raise BadRequest(f"for must be events or deliveries; got {page!r}")
+    filters = (event_filters if page == "events" else delivery_filters)(request.args)
+    start = request.args.get("start") or None
+    begin = iso_time(start) if start else None
+    if start and begin is None:
+        raise BadRequest(f"start must be an ISO 8601 time; got {start!r}")
+    return render_template("_activity.html", chart=activity_chart(
+        page, filters.since, filters.until, [], first_page=True, start=begin))
+
+
 @bp.get("/")
 def events() -> str:
     filters = event_filters(request.args)
     limit, cursor = page_args(request.args)
     store = get_store()
     found, next_cursor = store.list_events(filters, limit=limit, cursor=cursor)
+    chart_view = activity_chart("events", filters.since, filters.until,
+                                [event.received_at for event in found],
+                                first_page=cursor is None)
     return render_template(
         "events.html", tab="events", events=found, limit=limit, first_page=cursor is None,
         not_yet_searchable=store.not_yet_searchable() if filters.q else 0,
@@ -324,7 +376,7 @@ def events() -> str:
         active=active_filters(EVENT_FILTERS), sources=SOURCES,
         signature_statuses=SIGNATURE_STATUSES, dispatch_statuses=DISPATCH_STATUSES,
         api_url=api_url("api.list_events", EVENT_FILTERS, limit),
-        feed_after=newest_delivery_id(),
+        feed_after=newest_delivery_id(), chart=chart_view,
     )
 
 
@@ -333,8 +385,11 @@ def deliveries() -> str:
     filters = delivery_filters(request.args)
     limit, cursor = page_args(request.args)
     found, next_cursor = get_store().list_deliveries(filters, limit=limit, cursor=cursor)
+    chart_view = activity_chart("deliveries", filters.since, filters.until,
+                                [delivery["received_at"] for delivery in found],
+                                first_page=cursor is None)
     return render_template(
-        "deliveries.html", tab="rejected" if filters.rejected else "deliveries",
+        "deliveries.html", chart=chart_view, tab="rejected" if filters.rejected else "deliveries",
         deliveries=found, limit=limit, first_page=cursor is None, rejected=filters.rejected,
         next_url=url_with(cursor=next_cursor) if next_cursor else None,
         active=active_filters(DELIVERY_FILTERS), sources=SOURCES,
@@ -363,13 +418,38 @@ def render_event(event_id: int, *, replay_error: str | None = None, status: int 
     handlers = [handler.name for handler in signals.handlers_for(event, current_app.config)]
     failed = sorted(name for name, run in store.latest_runs(event_id).items()
                     if run["status"] == "error")
+    timeline = store.subject_timeline(event)
     return render_template(
         "event.html", tab="events", event=event, record=event_json(event, revealed=revealed),
         deliveries=in_full, more_deliveries=listed[DELIVERIES_IN_FULL:], runs=runs,
-        timeline=store.subject_timeline(event), handlers=handlers, failed_handlers=failed,
+        timeline=timeline, timeline_notes=timeline_notes(event, timeline, revealed=revealed),
+        changed=event_changes(store, event, revealed=revealed),
+        handlers=handlers, failed_handlers=failed,
         replay_result=result, replayed=replayed, replay_error=replay_error,
         form=request.form if replay_error else {},
     ), status
+
+
+def timeline_notes(event: Event, timeline: list[Event], *, revealed: bool
+                   ) -> dict[int, dict[str, Any]]:
+    """Per timeline entry: what changed against the event before it (one line) and whether
+    it arrived out of order."""
+    store = get_store()
+    links = store.timeline_links(event, [other.id for other in timeline])
+    known = {other.id: other for other in timeline}
+    wanted = [link.previous_id for link in links.values()
+              if link.previous_id is not None and link.previous_id not in known]
+    known.update(store.get_events(wanted))
+    notes = {}
+    for other in timeline:
+        link = links.get(other.id)
+        previous = known.get(link.previous_id) if link and link.previous_id else None
+        found = changes.diff(previous.data, other.data) if previous is not None else []
+        if not revealed:
+            found = [changes.masked(change) for change in found]
+        notes[other.id] = {"summary": changes.summary(found), "first": previous is None,
+                           "out_of_order": bool(link and link.out_of_order)}
+    return notes
 
 
 @bp.get("/events/<int:event_id>")

@@ -1,0 +1,165 @@
+"""``GET /-/metrics``: Prometheus text, correct under several gunicorn workers and nodes.
+
+Two kinds of numbers, each from where it is true for the whole deployment:
+
+* Counts (deliveries by source/endpoint/status, signature verdicts, handler runs, pending
+  events) come from the database at scrape time: the rollups of ``store.activity_queries``
+  plus the rows not rolled up yet. Every worker and every node answers the same totals, they
+  survive restarts, and ingest writes nothing extra for them.
+* The ingest latency histogram is measured per process, in memory. Under ``receiver serve``
+  it uses ``prometheus_client``'s multiprocess mode: each worker writes its observations to
+  a memory-mapped file in ``PROMETHEUS_MULTIPROC_DIR`` (made by ``receiver serve`` when
+  unset) and a scrape, whichever worker answers it, adds up every worker's file. Nodes are
+  scraped each on its own (the histogram is per node).
+
+503s are never stored as deliveries (the database could not take them): the process that
+answered counts them in memory (``UnavailableCounts``) and the upkeep thread adds them to
+the rollup once the database takes writes again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from . import activity
+from .store import Store
+
+#: Seconds: the ingest latency histogram's buckets.
+INGEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                  10.0)
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class UnavailableCounts:
+    """503 answers of this process not yet written to the rollup: ``(received_at minute,
+    endpoint, source) -> n``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str, str], int] = {}
+
+    def count(self, received_at: str, endpoint: str, source: str | None) -> None:
+        key = (activity.bucket_key(received_at, "minute"), endpoint, source or "")
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def take(self) -> dict[tuple[str, str, str], int]:
+        with self._lock:
+            taken, self._counts = self._counts, {}
+        return taken
+
+    def put_back(self, counts: dict[tuple[str, str, str], int]) -> None:
+        with self._lock:
+            for key, number in counts.items():
+                self._counts[key] = self._counts.get(key, 0) + number
+
+    def peek(self) -> dict[tuple[str, str, str], int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def flush(self, store: Store) -> int:
+        """Write the counts to the rollup (kept for the next try if the database still
+        refuses); returns how many 503s were written."""
+        counts = self.take()
+        if not counts:
+            return 0
+        try:
+            store.add_unavailable(activity.unavailable_counts(counts))
+        except BaseException:
+            self.put_back(counts)
+            raise
+        return sum(counts.values())
+
+
+class IngestTimer:
+    """The ``receiver_ingest_seconds`` histogram of this process (see the module)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Histogram
+
+        self.histogram = Histogram(
+            "receiver_ingest_seconds", "Time from reading a delivery to its answer, in "
+            "seconds (this node's workers)", buckets=INGEST_BUCKETS, registry=None)
+
+    def observe(self, seconds: float) -> None:
+        self.histogram.observe(seconds)
+
+
+class StoreCollector:
+    """The counts of the module docstring, read from the store at each scrape."""
+
+    def __init__(self, store: Store, unavailable: UnavailableCounts) -> None:
+        self.store = store
+        self.unavailable = unavailable
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        deliveries = CounterMetricFamily(
+            "receiver_deliveries", "Requests that reached an ingest route, by answer "
+            "(503s included: counted by the process that answered)",
+            labels=["source", "endpoint", "status"])
+        verdicts = CounterMetricFamily(
+            "receiver_signature_verdicts", "Signature checks by verdict (valid, invalid, "
+            "unsigned, unchecked)", labels=["source", "endpoint", "verdict"])
+        by_status: dict[tuple[str, str, str], int] = {}
+        by_verdict: dict[tuple[str, str, str], int] = {}
+        for key, count in self.store.delivery_totals().items():
+            source, endpoint, _, status_code, _, signature = key
+            shown = (source, endpoint, str(status_code))
+            by_status[shown] = by_status.get(shown, 0) + count
+            if signature:
+                checked = (source, endpoint, signature)
+                by_verdict[checked] = by_verdict.get(checked, 0) + count
+        for (_, endpoint, source), count in self.unavailable.peek().items():
+            shown = (source, endpoint, "503")
+            by_status[shown] = by_status.get(shown, 0) + count
+        for labels, count in sorted(by_status.items()):
+            deliveries.add_metric(list(labels), count)
+        for labels, count in sorted(by_verdict.items()):
+            verdicts.add_metric(list(labels), count)
+        yield deliveries
+        yield verdicts
+
+        runs = CounterMetricFamily("receiver_handler_runs", "Handler runs by handler and "
+                                   "status (ok, error), replays included",
+                                   labels=["handler", "status"])
+        for name, stats in sorted(self.store.handler_stats().items()):
+            runs.add_metric([name, "ok"], stats.runs - stats.failures)
+            runs.add_metric([name, "error"], stats.failures)
+        yield runs
+
+        pending = self.store.pending_summary()
+        oldest = min((row[3] for row in pending), default=None)
+        age = 0.0
+        if oldest is not None:
+            age = max(0.0, (dt.datetime.now(dt.UTC) - activity.parse_time(oldest))
+                      .total_seconds())
+        yield GaugeMetricFamily("receiver_events_pending", "Events whose handlers have not "
+                                "run yet", value=sum(row[2] for row in pending))
+        yield GaugeMetricFamily("receiver_oldest_pending_seconds", "Age of the oldest event "
+                                "waiting for its handlers (0: none waits)", value=age)
+
+
+def exposition(store: Store, unavailable: UnavailableCounts, timer: IngestTimer) -> bytes:
+    """The text a scrape gets: the store's counts and the ingest histogram (every worker's
+    in multiprocess mode, else this process's)."""
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store, unavailable))  # type: ignore[arg-type]
+    if os.path.isdir(os.environ.get(MULTIPROCESS_DIR) or ""):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(timer.histogram)
+    return generate_latest(registry)
+
+
+def content_type() -> str:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return str(CONTENT_TYPE_LATEST)

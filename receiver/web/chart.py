@@ -1,0 +1,99 @@
+"""The activity chart above the history and deliveries lists, drawn on the server as inline
+SVG (no script draws it, no style attribute: bars are sized by SVG geometry attributes and
+coloured by classes of the one stylesheet, so the pages' CSP stays as it is).
+
+``chart_view`` turns the page's filters and visible range into bars: deliveries per bucket,
+stacked by outcome, each bar a link to the same list narrowed to its bucket (``since`` and
+``until``), with a text alternative per bar and a table of the same numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .. import activity
+from ..errors import BadRequest
+from ..events import format_time
+from ..store import ActivityFilters, Store
+
+WIDTH = 720
+HEIGHT = 120
+GAP = 1.0  # between bars, in viewBox units
+#: Bottom to top.
+STACK = ("new", "duplicate", "refused", "unavailable")
+LABELS = {"new": "new", "duplicate": "duplicate", "refused": "refused (4xx)",
+          "unavailable": "unavailable (503)"}
+#: List filters the chart applies; the others narrow only the list.
+CHART_FILTERS = ("source", "endpoint", "event_type")
+
+
+def window_for(since: str | None, until: str | None, shown: Sequence[str],
+               now: dt.datetime, *, first_page: bool, start: str | None = None
+               ) -> activity.Window:
+    """The chart's range (ISO times as the filters normalized them): ``since``/``until``
+    when the page has them; else from the oldest row shown (at least the last hour) to now,
+    or, on an older page, to its newest row. ``start`` fixes the beginning (the live view
+    keeps the range it was drawn with)."""
+    end = activity.parse_time(until) if until else (
+        now if first_page or not shown else activity.parse_time(max(shown)))
+    if since or start:
+        begin = activity.parse_time(since or start or "")
+    else:
+        begin = end - activity.DEFAULT_SPAN
+        if shown:
+            begin = min(begin, activity.parse_time(min(shown)))
+    # A page never refuses its chart: a range of more days than a chart holds shows the
+    # latest of them.
+    begin = max(begin, end - activity.STEP["day"] * (activity.MAX_BUCKETS - 1))
+    try:
+        return activity.window(begin, end, None, now)
+    except ValueError as error:
+        raise BadRequest(f"the activity chart cannot show this range: {error}") from None
+
+
+def filters_of(args: Mapping[str, str]) -> ActivityFilters:
+    return ActivityFilters(**{name: args.get(name) or None for name in CHART_FILTERS})
+
+
+def chart_view(store: Store, found: activity.Window, filters: ActivityFilters,
+               link: Any) -> dict[str, Any]:
+    """What ``_activity.html`` draws: bars with their stacked segments, links and labels.
+    ``link(since, until)`` is the list URL narrowed to one bucket."""
+    buckets = store.activity(found, filters)
+    tallest = max((sum(bucket[name] for name in STACK) for bucket in buckets), default=0)
+    scale = HEIGHT / tallest if tallest else 0.0
+    width = WIDTH / max(len(buckets), 1)
+    step = activity.STEP[found.level]
+    bars = []
+    for index, bucket in enumerate(buckets):
+        start = activity.parse_time(bucket["start"])
+        total = sum(bucket[name] for name in STACK)
+        segments, top = [], float(HEIGHT)
+        for name in STACK:
+            if bucket[name]:
+                height = bucket[name] * scale
+                top -= height
+                segments.append({"outcome": name, "count": bucket[name],
+                                 "y": round(top, 3), "height": round(height, 3)})
+        shown = _when(start, found.level)
+        parts = ", ".join(f"{bucket[name]} {LABELS[name]}" for name in STACK if bucket[name])
+        bars.append({
+            "start": bucket["start"], "total": total, "counts": bucket, "label": shown,
+            "x": round(index * width, 3), "width": round(max(width - GAP, 0.5), 3),
+            "segments": segments,
+            "href": link(bucket["start"], format_time(start + step).replace(".000Z", "Z")),
+            "text": f"{shown}: {total} {'delivery' if total == 1 else 'deliveries'}"
+                    + (f" ({parts})" if parts else ""),
+        })
+    return {"bucket": found.level, "bars": bars, "tallest": tallest, "width": WIDTH,
+            "height": HEIGHT, "total": sum(bar["total"] for bar in bars),
+            "first": _when(found.start, found.level),
+            "last": _when(found.end - step, found.level), "outcomes": STACK,
+            "labels": LABELS, "filters": filters}
+
+
+def _when(moment: dt.datetime, level: str) -> str:
+    text = format_time(moment).replace("T", " ")
+    return text[:10] if level == "day" else text[:16] + " UTC"
