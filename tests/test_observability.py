@@ -90,6 +90,17 @@ def test_unavailable_answers_are_counted_and_totals_never_shrink(store: Any) -> 
     assert sum(store.delivery_totals().values()) == 9
 
 
+def test_unavailable_answers_to_an_endpoint_named_with_nul_are_stored_as_text(
+        store: Any) -> None:
+    """The endpoint name comes from the path (``/hooks/a%00b``); PostgreSQL's text cannot
+    hold U+0000, so it is kept as every row keeps it: U+FFFD."""
+    store.add_unavailable(activity.unavailable_counts({(at(1), "a\x00b", ""): 2}))
+    store.catch_up_rollups()
+    assert store.delivery_totals()[("", "a\ufffdb", "", 503, 0, "")] == 2
+    found = store.activity(window(), ActivityFilters(endpoint="a\x00b"))
+    assert outcomes(found)[1] == (0, 0, 0, 2)
+
+
 def test_deliveries_filter_by_since_and_until(store: Any) -> None:
     from receiver.store import DeliveryFilters
 

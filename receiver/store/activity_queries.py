@@ -28,6 +28,7 @@ from .base import (
     event_from_row,
     event_type_prefix,
     run_from_row,
+    storable_text,
 )
 
 #: Runs a statement with ``?`` placeholders and returns its rows (empty for a write).
@@ -168,9 +169,13 @@ class ActivityQueries(abc.ABC):
         return len(rows)
 
     def add_unavailable(self, counts: Mapping[tuple[Any, ...], int]) -> None:
+        """Add 503s counted in memory; their keys hold the endpoint name as the path gave it,
+        so text is stored as every row's is (no U+0000)."""
         if counts:
+            rows = [tuple(storable_text(part) if isinstance(part, str) else part
+                          for part in key) + (count,) for key, count in counts.items()]
             with self._writing() as (_, execute):
-                execute(ADD_DELIVERIES, [(*key, count) for key, count in sorted(counts.items())])
+                execute(ADD_DELIVERIES, sorted(rows, key=repr))
 
     def _add_deliveries(self, execute: ExecuteMany, rows: list[tuple[Any, ...]]) -> None:
         counts = rollups.roll_up_deliveries(rows)

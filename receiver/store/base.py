@@ -131,6 +131,9 @@ class DeliveryFilters:
     since: str | None = None
     until: str | None = None
 
+    def __post_init__(self) -> None:
+        _storable_fields(self)
+
 
 @dataclass(frozen=True)
 class ActivityFilters:
