@@ -1,7 +1,7 @@
 """Signature and credential checks, one pure function per sender scheme, and ``sign()`` beside them.
 
 ``verify(source, delivery, endpoint)`` answers a :class:`Verdict` whose ``status`` is the
-``signature_status`` of CONTRACT §1:
+``signature_status`` of the event record (docs/reference.md, "The event record"):
 
 ``valid``
     a configured key, secret or credential matched.
@@ -30,7 +30,8 @@ verifiers users plug in (LicenseSpring, generic JSON); ``keys`` parses and cache
 ``common`` holds the Verdict and the helpers every scheme uses. This module dispatches by source,
 scrubs secrets from reasons, checks endpoints at start and signs for ``receiver trigger``.
 
-Schemes are described in DIALECTS.md. Assumptions this package adds are marked *Assumed*.
+Each scheme is described in docs/senders.md, under its sender's heading. Assumptions this
+package adds are marked *Assumed*.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ Headers: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome of a check: a CONTRACT ``signature_status`` and, unless valid, why.
+    """The outcome of a check: a record's ``signature_status`` and, unless valid, why.
 
     ``reason`` is a sentence for people ("Digest does not match body"); it never holds a
     configured secret.

@@ -58,12 +58,13 @@ def verify_fno(
     tokens: Sequence[str] = (),
     allow_ips: Sequence[str] = (),
 ) -> Verdict:
-    """Check a FlexNet Operations notification (DIALECTS.md §3). FNO signs nothing (``body``
-    is unused); it sends ``Authorization: Basic`` (``username``/``password``) or ``Bearer``
-    (any of ``tokens``), compared in constant time. ``auth`` = ``basic``/``bearer`` accepts only
-    that kind, ``none`` checks no credentials, unset accepts whichever is configured.
-    ``allow_ips`` (CIDRs) is checked first; a request from outside is invalid. An endpoint
-    with only ``allow_ips`` answers valid for an allowed address."""
+    """Check a FlexNet Operations notification (docs/senders.md, "Revenera FlexNet Operations
+    (FNO)"). FNO signs nothing (``body`` is unused); it sends ``Authorization: Basic``
+    (``username``/``password``) or ``Bearer`` (any of ``tokens``), compared in constant time.
+    ``auth`` = ``basic``/``bearer`` accepts only that kind, ``none`` checks no credentials,
+    unset accepts whichever is configured. ``allow_ips`` (CIDRs) is checked first; a request
+    from outside is invalid. An endpoint with only ``allow_ips`` answers valid for an allowed
+    address."""
     found = header_map(headers)
     if allow_ips:
         refused = _address_allowed(remote_addr, allow_ips)

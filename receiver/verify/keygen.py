@@ -123,7 +123,7 @@ def verify_keygen(
     future_skew: float = 60,
     method: str = "post",
 ) -> Verdict:
-    """Check a Keygen webhook (DIALECTS.md §1).
+    """Check a Keygen webhook (docs/senders.md, "Keygen").
 
     ``url`` is the endpoint URL as registered at Keygen: its host (without port) and its path
     and query are what Keygen signed, whatever ``Host`` the request reached us with (ngrok and

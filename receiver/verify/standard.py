@@ -59,7 +59,7 @@ def verify_standard(
     now: float | None = None,
     tolerance: float = 300,
 ) -> Verdict:
-    """Check a Standard Webhooks request (DIALECTS.md §5).
+    """Check a Standard Webhooks request (docs/senders.md, "Standard Webhooks").
 
     Signed content is ``<webhook-id>.<webhook-timestamp>.<body>``. Each space-separated entry of
     ``webhook-signature`` is ``v1,<base64 HMAC-SHA256>`` (keyed with each ``whsec_`` secret)

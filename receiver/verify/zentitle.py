@@ -14,7 +14,7 @@ from .keys import public_keys_of, verify_rsa_body
 
 def verify_zentitle(body: bytes, headers: Headers, *,
                     keys: Sequence[str | PublicKeyTypes]) -> Verdict:
-    """Check a Zentitle2 webhook (DIALECTS.md §4).
+    """Check a Zentitle2 webhook (docs/senders.md, "Zentitle").
 
     *Assumed* (Zentitle documents only "an RSA signature over the payload" in ``N-Signature``):
     base64 RSA PKCS#1 v1.5 with SHA-256 over the raw body bytes, checked with each RSA key.
