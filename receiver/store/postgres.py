@@ -51,6 +51,7 @@ from .base import (
     delivery_values,
     event_from_row,
     event_values,
+    login_nonce_cutoff,
     run_from_row,
     storable_text,
     storable_values,
@@ -351,9 +352,12 @@ class PostgresStore(ActivityQueries, Store):
 
     def use_login_nonce(self, nonce: str) -> bool:
         """Mark a one-time sign-in link used: True for the first call on any node."""
-        row = self._one("INSERT INTO login_links (nonce, used_at) VALUES (%s, %s)"
-                        " ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
-                        (nonce, utc_now_iso()))
+        with self.transaction() as conn:
+            row = conn.execute("INSERT INTO login_links (nonce, used_at) VALUES (%s, %s)"
+                               " ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
+                               (nonce, utc_now_iso())).fetchone()
+            conn.execute("DELETE FROM login_links WHERE used_at < %s",
+                         (login_nonce_cutoff(),))
         return row is not None
 
     # -- ingest ------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from .base import (
     delivery_values,
     event_from_row,
     event_values,
+    login_nonce_cutoff,
     run_from_row,
     storable_text,
     storable_values,
@@ -715,6 +716,7 @@ class SQLiteStore(ActivityQueries, Store):
             cursor = conn.execute(
                 "INSERT INTO login_links (nonce, used_at) VALUES (?, ?)"
                 " ON CONFLICT (nonce) DO NOTHING", (nonce, utc_now_iso()))
+            conn.execute("DELETE FROM login_links WHERE used_at < ?", (login_nonce_cutoff(),))
             return cursor.rowcount == 1
 
     # -- copy ----------------------------------------------------------------------------
