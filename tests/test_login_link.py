@@ -165,3 +165,4 @@ def test_serve_prints_a_one_time_link_not_the_token_in_a_url(serve: Any) -> None
     # The printed token still works where a token belongs: a header.
     assert requests.get(f"{base}/api/events", timeout=10, headers={
         "Authorization": f"Bearer {token.group(1)}"}).status_code == 200
+

@@ -751,3 +751,15 @@ def test_store_full_database_answers_503_with_retry_after(app: Any, store: Store
     assert response.headers["Retry-After"]
     assert response.get_json()["ok"] is False
     assert store.event_counts() == {"events": 0, "deliveries": 0}
+
+
+
+def test_store_forgets_marks_of_links_long_expired(store: Store) -> None:
+    """``login_links`` does not grow without end: a mark older than ``LOGIN_NONCE_KEEP`` (its
+    link expired long ago, so its signature refuses it) goes with the next link used; a
+    recent one stays and still refuses its link."""
+    sql(store, "INSERT INTO login_links (nonce, used_at) VALUES (?, ?)",
+        ("used-last-january", "2026-01-01T00:00:00.000Z"))
+    assert store.use_login_nonce("used-now") is True
+    assert store.use_login_nonce("used-now") is False  # kept
+    assert sql(store, "SELECT nonce FROM login_links") == [("used-now",)]

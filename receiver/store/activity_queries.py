@@ -26,10 +26,10 @@ from .base import (
     ActivityFilters,
     TimelineLink,
     event_from_row,
-    event_type_prefix,
     run_from_row,
     storable_text,
 )
+from .where import event_type_condition
 
 #: Runs a statement with ``?`` placeholders and returns its rows (empty for a write).
 Fetch = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
@@ -97,15 +97,6 @@ ADD_RUNS = (
 
 ORDER_KEY = "coalesce(occurred_at, received_at)"
 EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
-
-
-def _type_condition(pattern: str | None) -> tuple[str | None, list[Any]]:
-    wanted = event_type_prefix(pattern)
-    if wanted is None:
-        return None, []
-    if isinstance(wanted, tuple):
-        return "event_type >= ? AND event_type < ?", list(wanted)
-    return "event_type = ?", [wanted]
 
 
 def _marks(values: Sequence[Any]) -> str:
@@ -198,7 +189,7 @@ class ActivityQueries(abc.ABC):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        condition, values = _type_condition(filters.event_type)
+        condition, values = event_type_condition(filters.event_type)
         if condition:
             where.append(condition)
             params += values
@@ -231,7 +222,7 @@ class ActivityQueries(abc.ABC):
         return fetch(select, (upto,))
 
     def purge_activity(self, before: str, *, event_type: str | None = None) -> None:
-        condition, values = _type_condition(event_type)
+        condition, values = event_type_condition(event_type)
         narrowed = f" AND {condition}" if condition else ""
         with self._writing() as (fetch, _):
             for level in rollups.BUCKETS:

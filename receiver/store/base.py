@@ -7,6 +7,7 @@ No SQL here; each backend module (``sqlite``, ``postgres``) holds its own.
 from __future__ import annotations
 
 import abc
+import datetime as dt
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,7 +16,7 @@ from typing import Any, overload
 
 from .. import activity as rollups
 from ..errors import NotFound
-from ..events import Delivery, Event, NormalizedEvent
+from ..events import Delivery, Event, NormalizedEvent, format_time
 
 #: Tables ``receiver copy`` moves between stores, in the order it moves them.
 COPY_TABLES = ("events", "deliveries", "handler_runs")
@@ -148,6 +149,16 @@ class ActivityFilters:
         _storable_fields(self)
 
 
+#: How long a used sign-in link's mark is kept. A link lives minutes (its signature says
+#: when it was made); a day covers that and any skew between the nodes' clocks.
+LOGIN_NONCE_KEEP = dt.timedelta(days=1)
+
+
+def login_nonce_cutoff() -> str:
+    """Marks of sign-in links used before this time can go (see ``use_login_nonce``)."""
+    return format_time(dt.datetime.now(dt.UTC) - LOGIN_NONCE_KEEP)
+
+
 def event_type_prefix(pattern: str | None) -> tuple[str, str] | str | None:
     """``license.*`` -> the half-open range ``("license.", "license/")`` every type with that
     prefix sorts in; an exact type -> itself; no pattern or ``*`` -> None."""
@@ -269,7 +280,9 @@ class Store(abc.ABC):
         False every time after, whichever process or node asks (the mark is a row in table
         ``login_links``, primary key ``nonce``: insert it unless present, and answer whether
         this call inserted it, in one statement). The caller has checked the link's signature
-        and age; ``nonce`` is random and not a secret."""
+        and age; ``nonce`` is random and not a secret. The same write forgets the marks made
+        before ``login_nonce_cutoff()``: their links have expired, so their signatures refuse
+        them already."""
 
     # -- ingest ---------------------------------------------------------------------------
 

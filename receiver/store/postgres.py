@@ -50,13 +50,14 @@ from .base import (
     delivery_from_row,
     delivery_values,
     event_from_row,
-    event_type_prefix,
     event_values,
+    login_nonce_cutoff,
     run_from_row,
     storable_text,
     storable_values,
 )
 from .postgres_search import INDEX_BATCH, PostgresSearch
+from .where import delivery_filter_terms, event_filter_terms
 
 log = logging.getLogger(__name__)
 
@@ -227,15 +228,6 @@ def _unavailable(error: Exception) -> StorageUnavailable:
     return StorageUnavailable(f"the database is unavailable: {reason}")
 
 
-def _event_type_condition(pattern: str | None) -> tuple[str | None, list[Any]]:
-    wanted = event_type_prefix(pattern)
-    if wanted is None:
-        return None, []
-    if isinstance(wanted, tuple):
-        return "event_type >= %s AND event_type < %s", list(wanted)
-    return "event_type = %s", [wanted]
-
-
 class PostgresStore(ActivityQueries, Store):
     """A pool of connections per process; every method is one short transaction."""
 
@@ -360,9 +352,12 @@ class PostgresStore(ActivityQueries, Store):
 
     def use_login_nonce(self, nonce: str) -> bool:
         """Mark a one-time sign-in link used: True for the first call on any node."""
-        row = self._one("INSERT INTO login_links (nonce, used_at) VALUES (%s, %s)"
-                        " ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
-                        (nonce, utc_now_iso()))
+        with self.transaction() as conn:
+            row = conn.execute("INSERT INTO login_links (nonce, used_at) VALUES (%s, %s)"
+                               " ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
+                               (nonce, utc_now_iso())).fetchone()
+            conn.execute("DELETE FROM login_links WHERE used_at < %s",
+                         (login_nonce_cutoff(),))
         return row is not None
 
     # -- ingest ------------------------------------------------------------------------
@@ -466,25 +461,7 @@ class PostgresStore(ActivityQueries, Store):
                 return
 
     def _event_where(self, filters: EventFilters) -> tuple[list[str], list[Any]]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column in ("source", "endpoint", "account", "subject_id", "signature_status",
-                       "dispatch_status"):
-            value = getattr(filters, column)
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(value)
-        condition, values = _event_type_condition(filters.event_type)
-        if condition:
-            where.append(condition)
-            params.extend(values)
-        if filters.since:
-            where.append("received_at >= %s")
-            params.append(filters.since)
-        if filters.until:
-            where.append("received_at < %s")
-            params.append(filters.until)
-        return where, params
+        return event_filter_terms(filters, mark="%s")
 
     def event_counts(self) -> dict[str, int]:
         """Exact up to ``EXACT_COUNT_LIMIT`` rows a table, PostgreSQL's estimate above: load
@@ -574,24 +551,7 @@ class PostgresStore(ActivityQueries, Store):
                         ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first; with ``after`` a feed, oldest first, that never steps over a
         delivery still being committed (see ``_settled``)."""
-        where: list[str] = []
-        params: list[Any] = []
-        for column in ("endpoint", "status_code", "source", "event_id"):
-            value = getattr(filters, column)
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(value)
-        if filters.rejected:
-            where.append("status_code >= 400")
-        condition, values = _event_type_condition(filters.event_type)
-        if condition:
-            where.append("EXISTS (SELECT 1 FROM events WHERE events.id = deliveries.event_id"
-                         f" AND {condition})")
-            params.extend(values)
-        for limit_name, operator in (("since", ">="), ("until", "<")):
-            if getattr(filters, limit_name, None):  # a bucket of the activity chart
-                where.append(f"received_at {operator} %s")
-                params.append(getattr(filters, limit_name))
+        where, params = delivery_filter_terms(filters, mark="%s")
         if cursor is not None:
             where.append("id < %s")
             params.append(cursor)

@@ -40,13 +40,14 @@ from .base import (
     delivery_from_row,
     delivery_values,
     event_from_row,
-    event_type_prefix,
     event_values,
+    login_nonce_cutoff,
     run_from_row,
     storable_text,
     storable_values,
 )
 from .sqlite_search import FTS_COLUMNS, INDEX_BATCH, Scope, SearchIndex
+from .where import delivery_filter_terms, event_filter_terms
 
 migrations = sqlite_utils.Migrations("receiver")
 
@@ -184,17 +185,6 @@ VALUES (:received_at, :endpoint, :method, :path, :query, :remote_addr, :headers,
         :body_size, :content_type, :source, :status_code, :error, :event_id, :duplicate,
         :signature_status, :signature_reason)
 """
-
-
-def _event_type_condition(pattern: str | None, plus: str = "") -> tuple[str | None, list[Any]]:
-    """SQL over ``event_type`` for an exact type or a ``prefix.*`` (``*``: no condition)."""
-    wanted = event_type_prefix(pattern)
-    if wanted is None:
-        return None, []
-    if isinstance(wanted, tuple):
-        # Range on the indexed column: every type starting with "license."
-        return f"{plus}event_type >= ? AND {plus}event_type < ?", list(wanted)
-    return f"{plus}event_type = ?", [wanted]
 
 
 class SQLiteStore(ActivityQueries, Store):
@@ -491,25 +481,7 @@ class SQLiteStore(ActivityQueries, Store):
         """WHERE terms for the filters; ``unindexed`` writes them as ``+column`` so SQLite
         walks the ids in order instead of an index. A search sees ``scope`` (default: what
         is searchable now)."""
-        where: list[str] = []
-        params: list[Any] = []
-        plus = "+" if unindexed else ""
-        for column in ("source", "endpoint", "account", "subject_id", "signature_status",
-                       "dispatch_status"):
-            value = getattr(filters, column)
-            if value is not None:
-                where.append(f"{plus}{column} = ?")
-                params.append(value)
-        condition, values = _event_type_condition(filters.event_type, plus)
-        if condition:
-            where.append(condition)
-            params.extend(values)
-        if filters.since:
-            where.append("received_at >= ?")
-            params.append(filters.since)
-        if filters.until:
-            where.append("received_at < ?")
-            params.append(filters.until)
+        where, params = event_filter_terms(filters, prefix="+" if unindexed else "")
         if filters.q:
             query = self._search.fts_query(filters.q)
             if query is None:
@@ -635,25 +607,7 @@ class SQLiteStore(ActivityQueries, Store):
         after: int | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first (or oldest first after ``after``, for feeds); keyset on id."""
-        where: list[str] = []
-        params: list[Any] = []
-        for column in ("endpoint", "status_code", "source", "event_id"):
-            value = getattr(filters, column)
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if filters.rejected:
-            where.append("status_code >= 400")
-        condition, values = _event_type_condition(filters.event_type)
-        if condition:
-            # A primary-key probe per delivery row, so keyset pages stop at their limit.
-            where.append("EXISTS (SELECT 1 FROM events WHERE events.id = deliveries.event_id"
-                         f" AND {condition})")
-            params.extend(values)
-        for limit_name, operator in (("since", ">="), ("until", "<")):
-            if getattr(filters, limit_name, None):  # a bucket of the activity chart
-                where.append(f"received_at {operator} ?")
-                params.append(getattr(filters, limit_name))
+        where, params = delivery_filter_terms(filters)
         if cursor is not None:
             where.append("id < ?")
             params.append(cursor)
@@ -762,6 +716,7 @@ class SQLiteStore(ActivityQueries, Store):
             cursor = conn.execute(
                 "INSERT INTO login_links (nonce, used_at) VALUES (?, ?)"
                 " ON CONFLICT (nonce) DO NOTHING", (nonce, utc_now_iso()))
+            conn.execute("DELETE FROM login_links WHERE used_at < ?", (login_nonce_cutoff(),))
             return cursor.rowcount == 1
 
     # -- copy ----------------------------------------------------------------------------
