@@ -90,6 +90,19 @@ def test_unavailable_answers_are_counted_and_totals_never_shrink(store: Any) -> 
     assert sum(store.delivery_totals().values()) == 9
 
 
+def test_purge_activity_goes_a_few_buckets_per_transaction(store: Any) -> None:
+    """With one rollup row per batch, every bucket before the cutoff still goes (one
+    transaction each), per type too; later buckets and the all-time totals stay."""
+    traffic(store)
+    store.catch_up_rollups()
+    store.purge_activity(at(3), event_type="entitlement.*", batch=1)
+    assert outcomes(store.activity(window(), ActivityFilters())) == [
+        (2, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 0), (1, 0, 0, 0), (0, 0, 0, 0)]
+    store.purge_activity(at(3), batch=1)
+    assert outcomes(store.activity(window(), ActivityFilters())) == [
+        (0, 0, 0, 0), (0, 0, 0, 0), (0, 0, 0, 0), (1, 0, 0, 0), (0, 0, 0, 0)]
+    assert sum(store.delivery_totals().values()) == 6
+
 def test_unavailable_answers_to_an_endpoint_named_with_nul_are_stored_as_text(
         store: Any) -> None:
     """The endpoint name comes from the path (``/hooks/a%00b``); PostgreSQL's text cannot

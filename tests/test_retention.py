@@ -79,3 +79,51 @@ def test_freed_pages_are_reused_without_vacuum(store) -> None:
     store.checkpoint()
     pages_after = store.conn.execute("PRAGMA page_count").fetchone()[0]
     assert pages_after <= pages_full * 1.1
+
+
+
+@pytest.mark.sqlite_only
+def test_purge_lets_a_waiting_writer_in_between_its_batches(store, db_path) -> None:
+    """The write lock (``flock``) is not a queue: a purge that took it back at once after
+    each batch kept ingest in other processes waiting until the purge was nearly done. A
+    writer that starts waiting while a purge runs in another process (as ``receiver purge``
+    beside ``receiver serve``) gets its turn long before the purge's last batch."""
+    import subprocess
+    import sys
+
+    for number in range(400):
+        add(store, f"old{number}", "2020-01-01T00:00:00.000Z")
+    script = ("import sys; from receiver.store import open_store; "
+              "open_store(sys.argv[1]).purge('2025-01-01T00:00:00.000Z', batch=2)")
+    purge = subprocess.Popen([sys.executable, "-c", script, db_path])
+    try:
+        while store.event_counts()["events"] == 400:  # wait for its first batch
+            assert purge.poll() is None, "the purge ended before it deleted anything"
+        add(store, "new", "2999-01-01T00:00:00.000Z")
+        left_when_written = store.event_counts()["events"] - 1
+    finally:
+        assert purge.wait(timeout=60) == 0
+    assert store.event_counts()["events"] == 1
+    assert left_when_written > 200, "the writer waited for most of the purge"
+
+
+@pytest.mark.sqlite_only
+def test_purge_checkpoints_between_batches_not_in_its_commits(store) -> None:
+    """Its commits leave the WAL to the checkpoints it runs outside the write lock, and the
+    connection gets its safety net back afterwards."""
+    from receiver.store.sqlite import AUTOCHECKPOINT_PAGES
+
+    for number in range(30):
+        add(store, f"old{number}", "2020-01-01T00:00:00.000Z")
+    seen = []
+    checkpoint = store.checkpoint
+
+    def counting_checkpoint() -> None:
+        seen.append(store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+        checkpoint()
+
+    store.checkpoint = counting_checkpoint
+    assert store.purge("2025-01-01T00:00:00.000Z", batch=10)["events"] == 30
+    assert seen and set(seen) == {0}
+    assert len(seen) >= 4  # one before each batch of events, and the refused deliveries
+    assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == AUTOCHECKPOINT_PAGES

@@ -96,6 +96,8 @@ ADD_RUNS = (
                 for column in HISTOGRAM))
 
 ORDER_KEY = "coalesce(occurred_at, received_at)"
+#: Rollup rows ``purge_activity`` deletes per transaction (about: whole buckets).
+PURGE_ROWS = 5000
 EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
 
 
@@ -221,17 +223,31 @@ class ActivityQueries(abc.ABC):
         upto = fetch(UPTO, (name,))[0][0]
         return fetch(select, (upto,))
 
-    def purge_activity(self, before: str, *, event_type: str | None = None) -> None:
+    def purge_activity(self, before: str, *, event_type: str | None = None,
+                       batch: int = PURGE_ROWS) -> None:
+        """About ``batch`` rows per transaction, whole buckets at a time: a month of minute
+        rows is hundreds of thousands, which in one transaction held SQLite's write lock
+        for 0.8 s at the end of a purge."""
         condition, values = event_type_condition(event_type)
         narrowed = f" AND {condition}" if condition else ""
-        with self._writing() as (fetch, _):
-            for level in rollups.BUCKETS:
-                key = rollups.bucket_key(before, level)
-                fetch(f"DELETE FROM activity WHERE level = ? AND bucket < ?{narrowed}",
-                      [level, key, *values])
-                if event_type is None:
-                    fetch("DELETE FROM handler_activity WHERE level = ? AND bucket < ?",
-                          (level, key))
+        tables = [("activity", narrowed, values)]
+        if event_type is None:
+            tables.append(("handler_activity", "", []))
+        for level in rollups.BUCKETS:
+            key = rollups.bucket_key(before, level)
+            for table, where, params in tables:
+                while True:
+                    with self._writing() as (fetch, _):
+                        # The bucket ``batch`` rows in: delete up to it, ties included.
+                        found = fetch(
+                            f"SELECT bucket FROM {table} WHERE level = ? AND bucket < ?{where}"
+                            " ORDER BY bucket LIMIT 1 OFFSET ?", [level, key, *params, batch])
+                        upto = found[0][0] if found else None
+                        fetch(f"DELETE FROM {table} WHERE level = ?"
+                              f" AND bucket {'<' if upto is None else '<='} ?{where}",
+                              [level, key if upto is None else upto, *params])
+                    if upto is None:
+                        break
 
     # -- handler health -----------------------------------------------------------------
 

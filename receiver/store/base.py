@@ -506,10 +506,11 @@ class Store(abc.ABC):
         rolled up yet, in one snapshot."""
 
     @abc.abstractmethod
-    def purge_activity(self, before: str, *, event_type: str | None = None) -> None:
+    def purge_activity(self, before: str, *, event_type: str | None = None,
+                       batch: int = 5000) -> None:
         """Forget the minute, hour and day counts before ``before`` (with ``event_type``,
-        only of that type), as ``purge`` forgets the rows; all-time totals stay, so
-        counters never go down."""
+        only of that type), as ``purge`` forgets the rows, about ``batch`` rows per
+        transaction; all-time totals stay, so counters never go down."""
 
     def activity(self, found: rollups.Window, filters: ActivityFilters) -> list[dict[str, Any]]:
         """Deliveries per bucket of ``found`` by outcome, oldest first, zeros included."""
