@@ -261,6 +261,13 @@ class ActivityQueries(abc.ABC):
                            f" WHERE id IN ({_marks(run_ids)})", list(run_ids))
         return {row[0]: run_from_row(row) for row in rows}
 
+    def failing_counts(self) -> dict[str, int]:
+        rows = self._fetch(
+            "SELECT r.handler, count(*) FROM handler_runs AS r WHERE r.status = 'error'"
+            " AND r.id = (SELECT max(id) FROM handler_runs WHERE event_id = r.event_id"
+            " AND handler = r.handler) GROUP BY r.handler", ())
+        return {row[0]: int(row[1]) for row in rows}
+
     def failed_event_ids(self, handler: str, *, since: str | None = None) -> list[int]:
         bound = " AND r.started_at >= ?" if since else ""
         rows = self._fetch(

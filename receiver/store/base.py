@@ -552,6 +552,11 @@ class Store(abc.ABC):
         """Handler runs by id (those that exist)."""
 
     @abc.abstractmethod
+    def failing_counts(self) -> dict[str, int]:
+        """Per handler, how many events its latest run failed on (the events a "failed"
+        bulk replay would take), in one pass over the failed runs."""
+
+    @abc.abstractmethod
     def failed_event_ids(self, handler: str, *, since: str | None = None) -> list[int]:
         """Events whose latest run of ``handler`` failed (and started at or after
         ``since``), newest first."""

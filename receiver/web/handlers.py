@@ -82,6 +82,7 @@ def handler_rows(label: str) -> list[dict[str, Any]]:
     for handler in signals.registered_handlers():
         loaded.setdefault(handler.name, handler)
     pending = store.pending_summary()
+    failing = store.failing_counts()
     last = store.get_runs([row.last_failure_id for row in stats.values()
                            if row.last_failure_id])
     rows = []
@@ -95,7 +96,7 @@ def handler_rows(label: str) -> list[dict[str, Any]]:
             "name": name, "handler": current, "stats": found,
             "last_failure": last.get(found.last_failure_id or 0),
             "pending": sum(row[2] for row in waiting),
-            "failing": len(store.failed_event_ids(name)),
+            "failing": failing.get(name, 0),
             "oldest_seconds": (now - activity.parse_time(oldest)).total_seconds()
             if oldest else None,
         })
