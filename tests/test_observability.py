@@ -256,7 +256,10 @@ def test_handler_stats_pending_and_failed_events(client: Any, store: Any, flaky:
     assert stats.p50_ms is not None and stats.p50_ms <= stats.p95_ms
     assert store.failed_event_ids("tests.obs.flaky") == [second, first]
     assert store.failed_event_ids("tests.obs.flaky", since="2999-01-01T00:00:00.000Z") == []
-    assert store.failing_counts() == {"tests.obs.flaky": 2}
+    assert store.failing_counts(["tests.obs.flaky", "other"]) == {"tests.obs.flaky": 2,
+                                                                 "other": 0}
+    assert store.failing_counts(["tests.obs.flaky"], cap=1) == {"tests.obs.flaky": 2}
+    assert store.failing_counts(["tests.obs.flaky"], cap=0) == {"tests.obs.flaky": 1}
     store.save_event(make_delivery(), make_event("p1"), "valid", dispatch_to="elsewhere")
     assert [(row[0], row[1], row[2]) for row in store.pending_summary()] == [
         ("keygen", "license.created", 1)]
@@ -270,6 +273,10 @@ def test_handlers_page_and_bulk_replay_fix_the_failures(client: Any, store: Any,
     row = page[page.index('data-handler="tests.obs.flaky"'):]
     assert 'data-field="runs">3<' in row and "CRM down for subject-b2" in row
     assert 'data-field="failing">3<' in row
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("receiver.web.handlers.FAILING_CAP", 2)
+        page = client.get("/handlers?window=1h").get_data(as_text=True)
+    assert 'data-field="failing">2+<' in page[page.index('data-handler="tests.obs.flaky"'):]
     confirm = client.get("/handlers/replay?handler=tests.obs.flaky&mode=failed")
     assert "<strong data-count>3</strong>" in confirm.get_data(as_text=True)
     flaky["fail"] = False
@@ -282,7 +289,7 @@ def test_handlers_page_and_bulk_replay_fix_the_failures(client: Any, store: Any,
         follow_redirects=True).get_data(as_text=True)
     assert "on 3 events: 3 ok, 0 failed" in done
     assert store.failed_event_ids("tests.obs.flaky") == []
-    assert store.failing_counts() == {}
+    assert store.failing_counts(["tests.obs.flaky"]) == {"tests.obs.flaky": 0}
     page = client.get("/handlers?window=1h").get_data(as_text=True)
     assert 'data-field="failing">0<' in page[page.index('data-handler="tests.obs.flaky"'):]
     stats = store.handler_stats()["tests.obs.flaky"]

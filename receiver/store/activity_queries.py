@@ -261,12 +261,17 @@ class ActivityQueries(abc.ABC):
                            f" WHERE id IN ({_marks(run_ids)})", list(run_ids))
         return {row[0]: run_from_row(row) for row in rows}
 
-    def failing_counts(self) -> dict[str, int]:
-        rows = self._fetch(
-            "SELECT r.handler, count(*) FROM handler_runs AS r WHERE r.status = 'error'"
-            " AND r.id = (SELECT max(id) FROM handler_runs WHERE event_id = r.event_id"
-            " AND handler = r.handler) GROUP BY r.handler", ())
-        return {row[0]: int(row[1]) for row in rows}
+    def failing_counts(self, handlers: Sequence[str], *, cap: int = 1000) -> dict[str, int]:
+        counts = {}
+        for handler in handlers:
+            # Newest first along the partial index of failed runs, stopping past ``cap``.
+            rows = self._fetch(
+                "SELECT count(*) FROM (SELECT 1 FROM handler_runs AS r WHERE r.handler = ?"
+                " AND r.status = 'error' AND r.id = (SELECT max(id) FROM handler_runs WHERE"
+                " event_id = r.event_id AND handler = r.handler) ORDER BY r.id DESC LIMIT ?)"
+                " AS failing", (handler, cap + 1))
+            counts[handler] = int(rows[0][0])
+        return counts
 
     def failed_event_ids(self, handler: str, *, since: str | None = None) -> list[int]:
         bound = " AND r.started_at >= ?" if since else ""

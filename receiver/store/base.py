@@ -552,9 +552,10 @@ class Store(abc.ABC):
         """Handler runs by id (those that exist)."""
 
     @abc.abstractmethod
-    def failing_counts(self) -> dict[str, int]:
-        """Per handler, how many events its latest run failed on (the events a "failed"
-        bulk replay would take), in one pass over the failed runs."""
+    def failing_counts(self, handlers: Sequence[str], *, cap: int = 1000) -> dict[str, int]:
+        """For each of ``handlers``, how many events its latest run failed on (the events a
+        "failed" bulk replay takes), counted up to ``cap + 1`` (newest failures first), so
+        the handlers page stays quick however many events fail."""
 
     @abc.abstractmethod
     def failed_event_ids(self, handler: str, *, since: str | None = None) -> list[int]:

@@ -42,6 +42,9 @@ WINDOWS: dict[str, dt.timedelta | None] = {
     "30d": dt.timedelta(days=30), "all": None}
 DEFAULT_WINDOW = "24h"
 RESULT_KEY = "handlers.result"
+#: "Failing now" counts up to this many events, then shows "1,000+" (the bulk replay's
+#: confirmation counts them all).
+FAILING_CAP = 1000
 #: The list filters a bulk replay takes (the history's, search included).
 REPLAY_FILTERS = ("q", "source", "event_type", "endpoint", "account", "subject_id",
                   "signature_status", "dispatch_status", "since", "until")
@@ -82,11 +85,12 @@ def handler_rows(label: str) -> list[dict[str, Any]]:
     for handler in signals.registered_handlers():
         loaded.setdefault(handler.name, handler)
     pending = store.pending_summary()
-    failing = store.failing_counts()
+    names = [*loaded, *sorted(set(stats) - set(loaded))]
+    failing = store.failing_counts(names, cap=FAILING_CAP)
     last = store.get_runs([row.last_failure_id for row in stats.values()
                            if row.last_failure_id])
     rows = []
-    for name in [*loaded, *sorted(set(stats) - set(loaded))]:
+    for name in names:
         current = loaded.get(name)
         waiting = [row for row in pending
                    if current is not None and current.matches(EventKind(row[0], row[1]))]
@@ -97,6 +101,7 @@ def handler_rows(label: str) -> list[dict[str, Any]]:
             "last_failure": last.get(found.last_failure_id or 0),
             "pending": sum(row[2] for row in waiting),
             "failing": failing.get(name, 0),
+            "failing_capped": failing.get(name, 0) > FAILING_CAP,
             "oldest_seconds": (now - activity.parse_time(oldest)).total_seconds()
             if oldest else None,
         })
