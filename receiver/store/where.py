@@ -39,13 +39,7 @@ def event_filter_terms(filters: EventFilters, *, mark: str = "?", prefix: str = 
                        ) -> tuple[list[str], list[Any]]:
     """The terms (joined with AND by the caller) and their parameters for every event
     filter but ``q``, which each backend matches with its own index."""
-    where: list[str] = []
-    params: list[Any] = []
-    for column in EVENT_EQUALITY_COLUMNS:
-        value = getattr(filters, column)
-        if value is not None:
-            where.append(f"{prefix}{column} = {mark}")
-            params.append(value)
+    where, params = _equal_terms(filters, EVENT_EQUALITY_COLUMNS, mark, prefix)
     condition, values = event_type_condition(filters.event_type, mark=mark, prefix=prefix)
     if condition:
         where.append(condition)
@@ -57,13 +51,7 @@ def event_filter_terms(filters: EventFilters, *, mark: str = "?", prefix: str = 
 def delivery_filter_terms(filters: DeliveryFilters, *, mark: str = "?"
                           ) -> tuple[list[str], list[Any]]:
     """The terms and parameters of the deliveries filters; paging is the caller's."""
-    where: list[str] = []
-    params: list[Any] = []
-    for column in DELIVERY_EQUALITY_COLUMNS:
-        value = getattr(filters, column)
-        if value is not None:
-            where.append(f"{column} = {mark}")
-            params.append(value)
+    where, params = _equal_terms(filters, DELIVERY_EQUALITY_COLUMNS, mark, "")
     if filters.rejected:
         where.append("status_code >= 400")
     condition, values = event_type_condition(filters.event_type, mark=mark)
@@ -74,6 +62,18 @@ def delivery_filter_terms(filters: DeliveryFilters, *, mark: str = "?"
         params.extend(values)
     # ``since``/``until``: a bucket of the activity chart.
     _received_between(filters.since, filters.until, mark, where, params)
+    return where, params
+
+
+def _equal_terms(filters: EventFilters | DeliveryFilters, columns: tuple[str, ...],
+                 mark: str, prefix: str) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for column in columns:
+        value = getattr(filters, column)
+        if value is not None:
+            where.append(f"{prefix}{column} = {mark}")
+            params.append(value)
     return where, params
 
 
