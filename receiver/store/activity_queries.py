@@ -22,6 +22,7 @@ from .. import activity as rollups
 from ..events import Event
 from .base import (
     EVENT_FIELDS,
+    ROLLUP_PURGE_BATCH,
     RUN_FIELDS,
     ActivityFilters,
     TimelineLink,
@@ -29,7 +30,7 @@ from .base import (
     run_from_row,
     storable_text,
 )
-from .where import event_type_condition
+from .where import equal_terms, event_type_condition
 
 #: Runs a statement with ``?`` placeholders and returns its rows (empty for a write).
 Fetch = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
@@ -96,8 +97,6 @@ ADD_RUNS = (
                 for column in HISTOGRAM))
 
 ORDER_KEY = "coalesce(occurred_at, received_at)"
-#: Rollup rows ``purge_activity`` deletes per transaction (about: whole buckets).
-PURGE_ROWS = 5000
 EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
 
 
@@ -184,13 +183,9 @@ class ActivityQueries(abc.ABC):
 
     def activity_rows(self, level: str, first: str, end: str, filters: ActivityFilters
                       ) -> tuple[list[tuple[Any, ...]], list[Any]]:
-        where = ["level = ?", "bucket >= ?", "bucket < ?"]
-        params: list[Any] = [level, first, end]
-        for column in ("source", "endpoint"):
-            value = getattr(filters, column)
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
+        narrowed, narrowing = equal_terms(filters, ("source", "endpoint"))
+        where = ["level = ?", "bucket >= ?", "bucket < ?", *narrowed]
+        params: list[Any] = [level, first, end, *narrowing]
         condition, values = event_type_condition(filters.event_type)
         if condition:
             where.append(condition)
@@ -224,7 +219,7 @@ class ActivityQueries(abc.ABC):
         return fetch(select, (upto,))
 
     def purge_activity(self, before: str, *, event_type: str | None = None,
-                       batch: int = PURGE_ROWS) -> None:
+                       batch: int = ROLLUP_PURGE_BATCH) -> None:
         """About ``batch`` rows per transaction, whole buckets at a time: a month of minute
         rows is hundreds of thousands, which in one transaction held SQLite's write lock
         for 0.8 s at the end of a purge."""

@@ -233,6 +233,8 @@ def run_from_row(row: Sequence[Any]) -> dict[str, Any]:
 
 #: Rows rolled up per upkeep transaction (deliveries, then handler runs).
 ROLLUP_BATCH = 5000
+#: Rollup rows ``purge_activity`` deletes per transaction (about: it goes by whole buckets).
+ROLLUP_PURGE_BATCH = 5000
 #: A delivery read as ``activity.roll_up_deliveries`` takes it.
 UnrolledDelivery = tuple[int, str, str | None, str, str | None, int, Any, str | None]
 #: A handler run read as ``activity.roll_up_runs`` takes it.
@@ -507,7 +509,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def purge_activity(self, before: str, *, event_type: str | None = None,
-                       batch: int = 5000) -> None:
+                       batch: int = ROLLUP_PURGE_BATCH) -> None:
         """Forget the minute, hour and day counts before ``before`` (with ``event_type``,
         only of that type), as ``purge`` forgets the rows, about ``batch`` rows per
         transaction; all-time totals stay, so counters never go down."""

@@ -39,7 +39,7 @@ def event_filter_terms(filters: EventFilters, *, mark: str = "?", prefix: str = 
                        ) -> tuple[list[str], list[Any]]:
     """The terms (joined with AND by the caller) and their parameters for every event
     filter but ``q``, which each backend matches with its own index."""
-    where, params = _equal_terms(filters, EVENT_EQUALITY_COLUMNS, mark, prefix)
+    where, params = equal_terms(filters, EVENT_EQUALITY_COLUMNS, mark=mark, prefix=prefix)
     condition, values = event_type_condition(filters.event_type, mark=mark, prefix=prefix)
     if condition:
         where.append(condition)
@@ -51,7 +51,7 @@ def event_filter_terms(filters: EventFilters, *, mark: str = "?", prefix: str = 
 def delivery_filter_terms(filters: DeliveryFilters, *, mark: str = "?"
                           ) -> tuple[list[str], list[Any]]:
     """The terms and parameters of the deliveries filters; paging is the caller's."""
-    where, params = _equal_terms(filters, DELIVERY_EQUALITY_COLUMNS, mark, "")
+    where, params = equal_terms(filters, DELIVERY_EQUALITY_COLUMNS, mark=mark)
     if filters.rejected:
         where.append("status_code >= 400")
     condition, values = event_type_condition(filters.event_type, mark=mark)
@@ -65,8 +65,9 @@ def delivery_filter_terms(filters: DeliveryFilters, *, mark: str = "?"
     return where, params
 
 
-def _equal_terms(filters: EventFilters | DeliveryFilters, columns: tuple[str, ...],
-                 mark: str, prefix: str) -> tuple[list[str], list[Any]]:
+def equal_terms(filters: Any, columns: tuple[str, ...], *, mark: str = "?", prefix: str = ""
+                ) -> tuple[list[str], list[Any]]:
+    """``column = <mark>`` for each of ``columns`` the filters set (not None)."""
     where: list[str] = []
     params: list[Any] = []
     for column in columns:

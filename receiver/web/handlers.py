@@ -101,7 +101,6 @@ def handler_rows(label: str) -> list[dict[str, Any]]:
             "last_failure": last.get(found.last_failure_id or 0),
             "pending": sum(row[2] for row in waiting),
             "failing": failing.get(name, 0),
-            "failing_capped": failing.get(name, 0) > FAILING_CAP,
             "oldest_seconds": (now - activity.parse_time(oldest)).total_seconds()
             if oldest else None,
         })
@@ -113,7 +112,8 @@ def handlers_page() -> str:
     label = request.args.get("window") or DEFAULT_WINDOW
     rows = handler_rows(label)
     return render_template("handlers.html", tab="handlers", rows=rows, window=label,
-                           windows=list(WINDOWS), result=session.pop(RESULT_KEY, None))
+                           windows=list(WINDOWS), result=session.pop(RESULT_KEY, None),
+                           failing_cap=FAILING_CAP)
 
 
 def replay_plan() -> dict[str, Any]:
