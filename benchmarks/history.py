@@ -382,8 +382,7 @@ def observability_reads(store: Any, count: int) -> list[tuple[str, str, Callable
     store call alone). The fixture's deliveries end 3 s x ``count`` after 2024-01-01."""
     import datetime as dt
 
-    from receiver import activity
-    from receiver.store import ActivityFilters
+    from receiver.store import ActivityFilters, rollups
 
     newest = dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=3 * count + 2)
     oldest = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
@@ -397,7 +396,7 @@ def observability_reads(store: Any, count: int) -> list[tuple[str, str, Callable
             ("activity: by hour, last 2 days", newest - dt.timedelta(days=2), "hour", ""),
             ("activity: by day, whole history", oldest, "day", ""),
             ("activity: by day, source=fno", oldest, "day", "&source=fno")):
-        found = activity.window(since, newest, level, newest)
+        found = rollups.window(since, newest, level, newest)
         filters = ActivityFilters(source="fno" if query else None)
         reads.append((label, f"/api/activity?bucket={level}&since={iso(since)}"
                              f"&until={iso(newest)}{query}",

@@ -45,9 +45,10 @@ from common import (  # noqa: E402
 from ingest import DIALECTS, make_pool, receiver_config  # noqa: E402
 from load import pick_tool, write_pool  # noqa: E402
 
-from receiver import create_app, dialects, signals  # noqa: E402
+from receiver import create_app, dialects  # noqa: E402
 from receiver import verify as verify_module  # noqa: E402
 from receiver.events import Delivery  # noqa: E402
+from receiver.handlers import signals  # noqa: E402
 from receiver.web import ingest  # noqa: E402
 
 

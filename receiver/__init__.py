@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
-from .signals import on
+from .handlers.signals import on
+from .resources import PACKAGE_DIR, resource_dir
 
 __all__ = ["create_app", "on"]
-
-PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-def resource_dir(name: str) -> Path:
-    """Top-level ``templates/`` or ``samples/`` in a checkout, or the copy in the wheel."""
-    checkout = PACKAGE_DIR.parent / name
-    return checkout if checkout.is_dir() else PACKAGE_DIR / name
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, background: bool = True) -> Flask:
@@ -31,12 +23,13 @@ def create_app(config: Mapping[str, Any] | None = None, *, background: bool = Tr
 
     ``background=False`` starts no threads (one-off commands such as ``receiver replay``).
     """
-    from . import plugins, verify, web
+    from . import verify, web
     from .config import load_settings
-    from .dispatch import Dispatcher
-    from .maintenance import Maintenance
-    from .metrics import IngestTimer, UnavailableCounts
+    from .handlers import plugins
+    from .handlers.dispatch import Dispatcher
+    from .read.metrics import IngestTimer
     from .store import open_store
+    from .store.upkeep import UnavailableCounts, Upkeep
 
     settings = load_settings(config)
     for endpoint in settings["ENDPOINTS"].values():
@@ -61,12 +54,12 @@ def create_app(config: Mapping[str, Any] | None = None, *, background: bool = Tr
 
     unavailable = app.extensions["receiver.unavailable"] = UnavailableCounts()
     app.extensions["receiver.ingest_timer"] = IngestTimer()
-    maintenance = Maintenance(store, app.config, unavailable=unavailable)
-    app.extensions["receiver.maintenance"] = maintenance
+    upkeep = Upkeep(store, app.config, unavailable=unavailable)
+    app.extensions["receiver.upkeep"] = upkeep
 
     web.init_app(app)
     if background:
         dispatcher.start()
         if not app.testing:
-            maintenance.start()
+            upkeep.start()
     return app

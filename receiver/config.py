@@ -147,10 +147,26 @@ def url_template(*known: str) -> Callable[[Any], str]:
     return parse
 
 
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def backend_of(database: str) -> str:
+    """``sqlite`` for a file path, ``postgres`` for a PostgreSQL URL; a URL with any other
+    scheme is refused with a sentence."""
+    match = _SCHEME.match(database)
+    if match is None:
+        return "sqlite"
+    scheme = match.group(1).lower()
+    if scheme in POSTGRES_SCHEMES:
+        return "postgres"
+    raise ConfigError(
+        f"DATABASE: {scheme}:// URLs are not supported; give a file path for SQLite or a "
+        "postgresql:// URL for PostgreSQL")
+
+
 def parse_database(value: Any) -> str:
     """A file path (SQLite) or a ``postgresql://`` URL; any other ``scheme://`` is refused."""
-    from .store import backend_of
-
     text = parse_str(value).strip()
     if not text:
         raise ValueError("expected a file path or a postgresql:// URL, got an empty value")

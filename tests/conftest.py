@@ -155,7 +155,7 @@ def make_app(db_path: str) -> Iterator[Any]:
     yield make
     for app in apps:
         app.extensions["receiver.dispatcher"].stop()
-        app.extensions["receiver.maintenance"].stop()
+        app.extensions["receiver.upkeep"].stop()
         app.extensions["receiver.store"].close()
 
 

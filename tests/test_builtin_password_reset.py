@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from receiver import plugins, signals
-from receiver.builtin import password_reset
 from receiver.config import load_settings
 from receiver.errors import ConfigError
 from receiver.events import Event
+from receiver.handlers import plugins, signals
+from receiver.handlers.builtin import password_reset
 
 HANDLER = "receiver.builtin.password_reset.mail_password_reset_token"
 TOKEN = "5b0d3c9a7e1f4a2c8d6b0e9f1a3c5e7d9b2d4f6a8c0e2a4c6e8a0c2e4a6c8e0av1"

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receiver import activity
-from receiver.changes import Change, apply, diff, masked, parse_path, summary
+from receiver.read.changes import Change, apply, diff, masked, parse_path, summary
+from receiver.store import rollups
 
 SCALARS = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.text(max_size=8)
 KEYS = st.text(max_size=6) | st.sampled_from(["status", "a.b", "key", "x y", "0", '"'])
@@ -70,18 +70,18 @@ def test_masked_hides_secret_keys_at_any_depth() -> None:
 
 def test_window_chooses_the_bucket_from_the_range() -> None:
     now = dt.datetime(2026, 3, 1, 12, 30, tzinfo=dt.UTC)
-    assert activity.window(None, None, None, now).level == "minute"
-    assert activity.window(now - dt.timedelta(days=2), now, None, now).level == "hour"
-    chosen = activity.window(now - dt.timedelta(days=30), now, None, now)
+    assert rollups.window(None, None, None, now).level == "minute"
+    assert rollups.window(now - dt.timedelta(days=2), now, None, now).level == "hour"
+    chosen = rollups.window(now - dt.timedelta(days=30), now, None, now)
     assert chosen.level == "day" and chosen.count() == 31
     with pytest.raises(ValueError, match="more than one answer holds"):
-        activity.window(now - dt.timedelta(days=30), now, "minute", now)
+        rollups.window(now - dt.timedelta(days=30), now, "minute", now)
 
 
 def test_percentiles_interpolate_inside_the_histogram() -> None:
-    histogram = [0] * len(activity.DURATION_BOUNDS_MS)
-    assert activity.percentile(histogram, 0.5) is None
+    histogram = [0] * len(rollups.DURATION_BOUNDS_MS)
+    assert rollups.percentile(histogram, 0.5) is None
     histogram[3] = 10  # ten runs between 5 and 10 ms
-    assert activity.percentile(histogram, 0.5) == pytest.approx(7.5)
+    assert rollups.percentile(histogram, 0.5) == pytest.approx(7.5)
     histogram[-1] = 90  # slower than 30 s reads as 30 s
-    assert activity.percentile(histogram, 0.95) == 30000
+    assert rollups.percentile(histogram, 0.95) == 30000

@@ -17,8 +17,9 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from receiver import on, signals
+from receiver import on
 from receiver.cli import cli
+from receiver.handlers import signals
 
 from .conftest import LICENSE_KEY, RESET_TOKEN, all_samples, sample
 

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from receiver import verify
-from receiver.content_coding import codings, decode_body
 from receiver.errors import BadRequest, PayloadTooLarge, ReceiverError, UnsupportedMediaType
+from receiver.ingest.content_coding import codings, decode_body
 
 from .conftest import Sample, all_samples, sample
 from .test_config import whsec

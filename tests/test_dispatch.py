@@ -21,8 +21,9 @@ import pytest
 import requests
 from aiosmtpd.controller import Controller
 
-from receiver import on, signals
+from receiver import on
 from receiver.events import Delivery
+from receiver.handlers import signals
 from receiver.store import EventFilters
 
 from .conftest import all_samples, free_port, sample
@@ -284,7 +285,7 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
 
 
 def load_builtin(app: Any) -> None:
-    from receiver import plugins
+    from receiver.handlers import plugins
 
     plugins.load_plugins(app.config)
 
@@ -427,7 +428,7 @@ def test_user_plugin_under_gunicorn_runs_each_event_once(serve, tmp_path, smtp, 
 
 
 def test_worker_mode_web_node_stores_pending_and_runs_nothing(make_app) -> None:
-    from receiver.dispatch import run_worker
+    from receiver.handlers.dispatch import run_worker
 
     runs: list[int] = []
     on("*")(lambda event, **_: runs.append(event.id))

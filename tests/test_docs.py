@@ -18,9 +18,10 @@ import click
 import pytest
 
 import receiver
-from receiver import plugins, verify
+from receiver import verify
 from receiver.cli import cli
 from receiver.config import SETTINGS, SOURCES
+from receiver.handlers import plugins
 from receiver.store.base import DELIVERY_FIELDS, EVENT_FIELDS, RUN_FIELDS
 from receiver.web.api import OPENAPI_FILE
 

@@ -25,13 +25,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from receiver import export, gunicorn_hooks
 from receiver.cli import cli
-from receiver.mask import mask_data
+from receiver.clients import export as remote_export
+from receiver.read import export
+from receiver.read.mask import mask_data
 from receiver.store import EventFilters, SQLiteStore, Store, open_store, postgres_search
 from receiver.store import postgres as postgres_backend
 from receiver.store import sqlite as sqlite_backend
 from receiver.store.base import EVENT_FIELDS
+from receiver.web import streaming
 
 from . import bulk
 from .conftest import LICENSE_KEY, RESET_TOKEN, Server, free_port, sample, wait_serving
@@ -136,10 +138,10 @@ def test_a_streamed_answer_leaves_little_unsent_in_the_kernel() -> None:
         client = socket.create_connection(listener.getsockname())
         connection, _ = listener.accept()
         with client, connection:
-            gunicorn_hooks.bound_unsent({"gunicorn.socket": connection})
+            streaming.bound_unsent({"gunicorn.socket": connection})
             assert connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT) == (
-                gunicorn_hooks.UNSENT_LIMIT)
-    gunicorn_hooks.bound_unsent({})  # not under gunicorn: nothing to do
+                streaming.UNSENT_LIMIT)
+    streaming.bound_unsent({})  # not under gunicorn: nothing to do
 
 
 # -- the store's batches --------------------------------------------------------------------
@@ -360,7 +362,7 @@ def test_killed_worker_is_detected_and_receiver_export_from_resumes(
             for pid in killed:
                 os.kill(pid, signal.SIGKILL)
 
-    result = export.fetch(server.url, {}, write, notice=notices.append, sleep=time.sleep)
+    result = remote_export.fetch(server.url, {}, write, notice=notices.append, sleep=time.sleep)
     assert killed and result.resumed >= 1
     assert notices and "export cut after event #" in notices[0]
     text = "".join(written)
@@ -371,7 +373,7 @@ def test_killed_worker_is_detected_and_receiver_export_from_resumes(
 def test_a_cut_stream_fails_the_client_check(serve: Any, big_history: str,
                                              tmp_path: Path) -> None:
     server = serve("--workers", "1", database=copy_of(big_history, tmp_path))
-    received = export.Received()
+    received = remote_export.Received()
     seen: list[str] = []
 
     def write(text: str) -> None:
@@ -380,8 +382,8 @@ def test_a_cut_stream_fails_the_client_check(serve: Any, big_history: str,
             for pid in worker_pids(server):
                 os.kill(pid, signal.SIGKILL)
 
-    with pytest.raises(export.RemoteUnavailable):
-        export.read_export(server.url, {}, write, received)
+    with pytest.raises(remote_export.RemoteUnavailable):
+        remote_export.read_export(server.url, {}, write, received)
     assert received.complete is None and 0 < received.lines < EVENTS
     last = json.loads("".join(seen).splitlines()[-1])
     assert received.last_id == last["id"]
@@ -436,8 +438,8 @@ def old_receiver() -> Iterator[str]:
 def test_export_from_a_receiver_that_ignores_cursor_stops_instead_of_repeating(
         old_receiver: str) -> None:
     written: list[str] = []
-    with pytest.raises(export.ExportError, match="ignores cursor"):
-        export.fetch(old_receiver, {}, written.append, sleep=lambda _: None,
+    with pytest.raises(remote_export.ExportError, match="ignores cursor"):
+        remote_export.fetch(old_receiver, {}, written.append, sleep=lambda _: None,
                      notice=lambda _: None)
     events, complete = parse("".join(written))
     assert [event["id"] for event in events] == list(range(30, 0, -1)) and complete is None

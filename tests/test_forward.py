@@ -28,8 +28,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from receiver import forward, verify
-from receiver.forward import Forwarder, ForwardError, Outcome, RemoteUnavailable, Stopper
+from receiver import verify
+from receiver.clients import forward
+from receiver.clients.forward import (
+    Forwarder,
+    ForwardError,
+    LocalAnswer,
+    RemoteUnavailable,
+    Stopper,
+)
 from receiver.store import DeliveryFilters
 
 from .conftest import sample
@@ -571,7 +578,7 @@ def scripted_send(answers: list[int | Exception]) -> tuple[Any, list[bytes]]:
 def test_forward_deliver_retries_5xx_and_refusals_with_backoff() -> None:
     send, sent = scripted_send([500, ConnectionRefusedError(111, "refused"), 200])
     sleeps: list[float] = []
-    retried: list[tuple[int, float, Outcome]] = []
+    retried: list[tuple[int, float, LocalAnswer]] = []
     outcome = forward.deliver("http://127.0.0.1:9/x", b"{}", [], retries=3, send=send,
                               sleep=sleeps.append,
                               on_retry=lambda n, d, o: retried.append((n, d, o)))
@@ -822,7 +829,7 @@ def test_forward_stopper_defers_a_signal_until_the_delivery_is_recorded() -> Non
 
 
 def test_forwardable_headers_keep_one_host_only_when_asked() -> None:
-    from receiver.redeliver import forwardable_headers
+    from receiver.clients.redeliver import forwardable_headers
 
     received = [["Host", "hooks.example.com"], ["Connection", "keep-alive, X-Hop"],
                 ["X-Hop", "1"], ["Digest", "sha-256=x"], ["host", "second.example.com"]]

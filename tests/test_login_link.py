@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from receiver.cli import cli
-from receiver.web.access import LOGIN_LINK_MINUTES, LOGIN_LINK_SALT, make_login_code
+from receiver.login_links import LOGIN_LINK_MINUTES, LOGIN_LINK_SALT, make_login_code
 
 from .test_web_api import TOKEN
 from .test_web_inspect import csrf_of, get_page, text_of

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receiver.mask import MASK, mask_data, mask_json_text
+from receiver.read.mask import MASK, mask_data, mask_json_text
 
 # Names that are secrets, and names that only look a little like one.
 names = st.sampled_from([

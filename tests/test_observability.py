@@ -11,9 +11,10 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from receiver import activity, on, signals
+from receiver import on
 from receiver.cli import cli
-from receiver.store import ActivityFilters
+from receiver.handlers import signals
+from receiver.store import ActivityFilters, rollups
 
 from .test_store import make_delivery, make_event
 
@@ -25,8 +26,8 @@ def at(minute: int, second: int = 0) -> str:
 
 
 def window(start: str = "2026-03-01T10:00:00Z", end: str = "2026-03-01T10:05:00Z",
-           level: str | None = None) -> activity.Window:
-    return activity.window(activity.parse_time(start), activity.parse_time(end), level,
+           level: str | None = None) -> rollups.Window:
+    return rollups.window(rollups.parse_time(start), rollups.parse_time(end), level,
                            dt.datetime.now(dt.UTC))
 
 
@@ -78,7 +79,7 @@ def test_activity_filters_by_source_endpoint_and_type(store: Any) -> None:
 
 def test_unavailable_answers_are_counted_and_totals_never_shrink(store: Any) -> None:
     traffic(store)
-    store.add_unavailable(activity.unavailable_counts({(at(2), "default", ""): 3}))
+    store.add_unavailable(rollups.unavailable_counts({(at(2), "default", ""): 3}))
     assert outcomes(store.activity(window(), ActivityFilters()))[2] == (0, 0, 0, 3)
     store.catch_up_rollups()
     totals = store.delivery_totals()
@@ -107,7 +108,7 @@ def test_unavailable_answers_to_an_endpoint_named_with_nul_are_stored_as_text(
         store: Any) -> None:
     """The endpoint name comes from the path (``/hooks/a%00b``); PostgreSQL's text cannot
     hold U+0000, so it is kept as every row keeps it: U+FFFD."""
-    store.add_unavailable(activity.unavailable_counts({(at(1), "a\x00b", ""): 2}))
+    store.add_unavailable(rollups.unavailable_counts({(at(1), "a\x00b", ""): 2}))
     store.catch_up_rollups()
     assert store.delivery_totals()[("", "a\ufffdb", "", 503, 0, "")] == 2
     found = store.activity(window(), ActivityFilters(endpoint="a\x00b"))

@@ -73,7 +73,8 @@ def test_unpacked_wheel_serves_pages_and_samples(wheel: Path, tmp_path: Path) ->
     zipfile.ZipFile(wheel).extractall(site)
     script = textwrap.dedent(f"""
         import json, receiver
-        from receiver import create_app, resource_dir
+        from receiver import create_app
+        from receiver.resources import resource_dir
         assert receiver.__file__.startswith({str(site)!r}), receiver.__file__
         app = create_app({{"DATABASE": {str(tmp_path / "r.db")!r}}}, background=False)
         client = app.test_client()

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from receiver import plugins, signals
 from receiver.config import load_settings
 from receiver.events import Event
-from receiver.plugins import load_plugins
+from receiver.handlers import plugins, signals
+from receiver.handlers.plugins import load_plugins
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "receiver-example-handlers"
@@ -131,7 +131,7 @@ def test_plugins_broken_plugin_reported_while_good_one_loads(
         raise ImportError("acme-broken needs the libacme package; pip install libacme")
     """})
 
-    with caplog.at_level(logging.ERROR, logger="receiver.plugins"):
+    with caplog.at_level(logging.ERROR, logger="receiver.handlers.plugins"):
         report = load_plugins(settings)
 
     found = by_name(report)
@@ -230,7 +230,7 @@ def test_plugins_builtin_password_reset_loads_through_same_path(
 ) -> None:
     report = load_plugins(settings)
     builtin = by_name(report)["password-reset-mail"]
-    assert builtin.builtin and builtin.module == "receiver.builtin.password_reset"
+    assert builtin.builtin and builtin.module == "receiver.handlers.builtin.password_reset"
     assert [(h.name, h.pattern, h.source) for h in builtin.handlers] == [
         ("receiver.builtin.password_reset.mail_password_reset_token", "user.password-reset",
          "keygen"),

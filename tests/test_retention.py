@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 
 from receiver.events import Delivery, NormalizedEvent
-from receiver.maintenance import Maintenance, retention_cutoff
 from receiver.store import DeliveryFilters, EventFilters
+from receiver.store.upkeep import Upkeep, retention_cutoff
 
 
 def add(store, external_id: str, received_at: str, event_type: str = "license.created",
@@ -55,13 +55,13 @@ def test_purge_by_event_type_prefix_in_batches(store) -> None:
     assert len(store.list_deliveries(DeliveryFilters(rejected=True))[0]) == 1
 
 
-def test_retention_days_applied_by_maintenance(make_app) -> None:
+def test_retention_days_applied_by_upkeep(make_app) -> None:
     app = make_app(RETENTION_DAYS=30)
     store = app.extensions["receiver.store"]
     now = dt.datetime.now(dt.UTC)
     add(store, "ancient", retention_cutoff(31, now))
     recent = add(store, "recent", retention_cutoff(1, now))
-    Maintenance(store, app.config).run_once(0)
+    Upkeep(store, app.config).run_once(0)
     assert [e.id for e in store.list_events(EventFilters(), limit=10)[0]] == [recent]
 
 

@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 
-from receiver.maintenance import (
+from receiver.store import EventFilters, Store, open_store, postgres_search, sqlite_search
+from receiver.store import postgres as postgres_backend
+from receiver.store.postgres import PostgresStore
+from receiver.store.upkeep import (
     SEARCH_BATCH,
     SEARCH_BUDGET_BUSY,
     SEARCH_BUDGET_QUIET,
     SEARCH_DEFER_WHILE_BUSY,
     SEARCH_MIN_BATCH,
-    Maintenance,
+    Upkeep,
 )
-from receiver.store import EventFilters, Store, open_store, postgres_search, sqlite_search
-from receiver.store import postgres as postgres_backend
-from receiver.store.postgres import PostgresStore
 
 from . import bulk
 from .conftest import Server
@@ -142,7 +142,7 @@ def test_fts5_never_merges_inside_an_indexing_transaction(loaded: Store) -> None
     assert search_ids(loaded) == list(range(300, 0, -1))
 
 
-def test_maintenance_indexes_the_backlog_a_batch_at_a_time(loaded: Store) -> None:
+def test_upkeep_indexes_the_backlog_a_batch_at_a_time(loaded: Store) -> None:
     limits: list[int] = []
     index_search = loaded.index_search
 
@@ -151,10 +151,10 @@ def test_maintenance_indexes_the_backlog_a_batch_at_a_time(loaded: Store) -> Non
         return index_search(limit, min_backlog=min_backlog)
 
     loaded.index_search = recorded  # type: ignore[method-assign]
-    maintenance = Maintenance(loaded, {})
+    upkeep = Upkeep(loaded, {})
     total = 0
     for tick in range(50):
-        maintenance.run_once(tick)
+        upkeep.run_once(tick)
         total = indexed(loaded)
         if total == 300:
             break
@@ -163,21 +163,21 @@ def test_maintenance_indexes_the_backlog_a_batch_at_a_time(loaded: Store) -> Non
     assert limits[0] == SEARCH_BATCH and all(0 < limit <= SEARCH_BATCH for limit in limits)
 
 
-def test_maintenance_takes_no_more_than_fit_its_budget() -> None:
-    maintenance = Maintenance(object(), {})  # type: ignore[arg-type] (no store needed)
-    assert maintenance._search_batch(SEARCH_BUDGET_BUSY) == SEARCH_BATCH  # nothing measured
-    maintenance._seconds_per_event = 0.0001  # 0.1 ms an event: PostgreSQL's order
-    assert maintenance._search_batch(SEARCH_BUDGET_BUSY) == 250
-    assert maintenance._search_batch(SEARCH_BUDGET_QUIET) == SEARCH_BATCH
-    maintenance._seconds_per_event = 0.01
-    assert maintenance._search_batch(SEARCH_BUDGET_BUSY) == SEARCH_MIN_BATCH
+def test_upkeep_takes_no_more_than_fit_its_budget() -> None:
+    upkeep = Upkeep(object(), {})  # type: ignore[arg-type] (no store needed)
+    assert upkeep._search_batch(SEARCH_BUDGET_BUSY) == SEARCH_BATCH  # nothing measured
+    upkeep._seconds_per_event = 0.0001  # 0.1 ms an event: PostgreSQL's order
+    assert upkeep._search_batch(SEARCH_BUDGET_BUSY) == 250
+    assert upkeep._search_batch(SEARCH_BUDGET_QUIET) == SEARCH_BATCH
+    upkeep._seconds_per_event = 0.01
+    assert upkeep._search_batch(SEARCH_BUDGET_BUSY) == SEARCH_MIN_BATCH
 
 
 def test_one_process_indexes_and_another_takes_over_when_it_is_gone(
         loaded: Store, db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(postgres_backend, "UPKEEP_RECHECK_SECONDS", 0)  # take over at once
     other = open_store(db_path)  # as another worker process (or node) would open it
-    first, second = Maintenance(loaded, {}), Maintenance(other, {})
+    first, second = Upkeep(loaded, {}), Upkeep(other, {})
     try:
         first.index_search()  # the first look sees events arriving: a small backlog waits
         assert first.index_search() == 300  # ingest is quiet: all of it
@@ -192,20 +192,20 @@ def test_one_process_indexes_and_another_takes_over_when_it_is_gone(
         other.close()
 
 
-def test_maintenance_leaves_a_small_backlog_while_events_arrive(
+def test_upkeep_leaves_a_small_backlog_while_events_arrive(
         loaded: Store, db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite_search, "RECENT_SCAN", RECENT_SCAN)
     monkeypatch.setattr(postgres_search, "RECENT_SCAN", RECENT_SCAN)
-    maintenance = Maintenance(loaded, {})
-    maintenance.index_search()
-    maintenance.index_search()  # quiet: the 300 are indexed
+    upkeep = Upkeep(loaded, {})
+    upkeep.index_search()
+    upkeep.index_search()  # quiet: the 300 are indexed
     bulk.fill(db_path, 100, first=301, word="otter")
-    assert maintenance.index_search() == 0  # events arrived: 100 wait, a search scans them
+    assert upkeep.index_search() == 0  # events arrived: 100 wait, a search scans them
     assert search_ids(loaded)[:100] == list(range(400, 300, -1))
     bulk.fill(db_path, SEARCH_DEFER_WHILE_BUSY, first=401, word="otter")
-    assert maintenance.index_search() > 0  # still arriving, but past the threshold
-    assert maintenance.index_search() > 0 or indexed(loaded) == 2400  # quiet again
-    while maintenance.index_search():
+    assert upkeep.index_search() > 0  # still arriving, but past the threshold
+    assert upkeep.index_search() > 0 or indexed(loaded) == 2400  # quiet again
+    while upkeep.index_search():
         pass
     assert indexed(loaded) == 2400 and loaded.not_yet_searchable() == 0
 

@@ -12,10 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from receiver import on as exported_on
-from receiver import signals
 from receiver.config import load_settings
 from receiver.events import Event
-from receiver.signals import (
+from receiver.handlers import signals
+from receiver.handlers.signals import (
     dispatch,
     event_received,
     handlers_for,
@@ -205,7 +205,7 @@ def test_signals_failing_handler_recorded_others_run(
     def last(event: Event, **extra: Any) -> None:
         ran.append("last")
 
-    with caplog.at_level(logging.WARNING, logger="receiver.signals"):
+    with caplog.at_level(logging.WARNING, logger="receiver.handlers.signals"):
         runs = dispatch(make_event("license.created"), settings)
 
     assert ran == ["first", "broken", "last"]

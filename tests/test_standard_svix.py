@@ -18,7 +18,7 @@ from receiver import verify
 from receiver.cli import cli
 from receiver.config import Endpoint
 from receiver.dialects import standard
-from receiver.mask import MASK
+from receiver.read.mask import MASK
 
 from .conftest import sample
 from .test_config import whsec

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from receiver import on, signals
+from receiver import on
 from receiver.events import Delivery, NormalizedEvent
+from receiver.handlers import signals
 
 from .conftest import LICENSE_KEY, RESET_TOKEN, sample
 

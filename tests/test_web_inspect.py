@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 import requests
 
-from receiver import on, signals
+from receiver import on
 from receiver.events import Delivery, NormalizedEvent
+from receiver.handlers import signals
 from receiver.web.inspect import DELIVERY_FILTERS
 
 from .conftest import ROOT, sample

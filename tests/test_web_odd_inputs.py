@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver import on, signals
+from receiver import on
+from receiver.handlers import signals
 
 from .hostile import (
     EDGE_TEXT,

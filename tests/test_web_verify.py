@@ -181,7 +181,7 @@ def enforcing_client(tmp_path_factory, keygen_key):
         },
     })
     yield app.test_client()
-    app.extensions["receiver.maintenance"].stop()  # its thread uses the store's connections
+    app.extensions["receiver.upkeep"].stop()  # its thread uses the store's connections
     app.extensions["receiver.store"].close()
 
 

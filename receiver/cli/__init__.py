@@ -6,6 +6,7 @@
 runs handler workers and copies a history between backends; ``forward`` relays a deployed
 receiver's deliveries to an app on this machine. Commands that read the history open the
 database named by the settings (``RECEIVER_DATABASE``, ``RECEIVER_CONFIG``) or by ``--db``.
+The top floor: it imports ``create_app`` and the packages below, never ``web`` internals.
 """
 
 from __future__ import annotations

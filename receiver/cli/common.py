@@ -66,7 +66,7 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def event_filters_from(options: dict[str, Any]) -> Any:
     """The event filters the options give; a bad value is a message, not a traceback."""
-    from ..web.filters import event_filters
+    from ..read.filters import event_filters
 
     args = {key: value for key, value in options.items() if value is not None}
     try:

@@ -46,8 +46,8 @@ def forward(from_url: str, token: str | None, to_url: str, endpoint: str | None,
             state_path: str | None, retries: int, include_rejected: bool, preserve_host: bool,
             once: bool, wait: float) -> None:
     """Relay a deployed receiver's deliveries, byte for byte, to an app on this machine."""
-    from .. import forward as forwarding
-    from ..web.filters import EVENT_TYPE
+    from ..clients import forward as forwarding
+    from ..read.filters import EVENT_TYPE
 
     if event_type is not None and not EVENT_TYPE.fullmatch(event_type):
         raise click.BadParameter("a dotted type such as license.created, or a prefix such as "

@@ -12,9 +12,9 @@ from typing import Any
 
 import click
 
-from ..activity import parse_age
 from ..errors import ReceiverError
 from ..events import Event, format_time
+from ..store.rollups import parse_age
 from .common import (
     db_option,
     event_filters_from,
@@ -32,7 +32,7 @@ from .common import (
 @db_option
 def events(limit: int, as_json: bool, db: str | None, **options: Any) -> None:
     """List stored events, newest first."""
-    from ..mask import mask_data
+    from ..read.mask import mask_data
 
     store = open_history(db)
     found, _ = store.list_events(event_filters_from(options), limit=limit)
@@ -51,7 +51,7 @@ def events(limit: int, as_json: bool, db: str | None, **options: Any) -> None:
 @db_option
 def show(event_id: int, reveal: bool, db: str | None) -> None:
     """Show one event with its deliveries and handler runs (JSON)."""
-    from ..mask import mask_data, mask_headers
+    from ..read.mask import mask_data, mask_headers
 
     store = open_history(db)
     try:
@@ -115,7 +115,8 @@ def replay(event_id: int | None, only_failed: bool, handlers: tuple[str, ...],
            failed_since: str | None, db: str | None, **options: Any) -> None:
     """Re-run handlers on a stored event, or one handler on every matching event; runs are
     recorded with trigger=replay."""
-    from .. import create_app, dispatch
+    from .. import create_app
+    from ..handlers import dispatch
 
     if event_id is None and len(handlers) != 1:
         raise click.UsageError("give an EVENT_ID, or one --handler NAME to replay on every "
@@ -153,15 +154,15 @@ def bulk(store: Any, settings: Any, name: str, filters: Any, *, only_failed: boo
          failed_since: str | None) -> None:
     """``receiver replay --handler NAME ...``: the events, a progress bar on a terminal, the
     outcome; exit status 1 when a run failed."""
-    from .. import bulk_replay
+    from ..handlers import replay
 
-    event_ids = bulk_replay.select_events(store, settings, name, filters,
+    event_ids = replay.select_events(store, settings, name, filters,
                                           only_failed=only_failed, failed_since=failed_since)
     which = "whose last run of it failed" if only_failed else "it runs for"
     click.echo(f"replaying {name} on {len(event_ids)} events {which}", err=True)
     with click.progressbar(length=len(event_ids), label="replaying", file=sys.stderr,
                            show_pos=True) as bar:
-        outcome = bulk_replay.replay_events(store, settings, name, event_ids,
+        outcome = replay.replay_events(store, settings, name, event_ids,
                                             only_failed=only_failed, progress=bar.update)
     click.echo(f"{name}: {outcome.ok} ok, {outcome.error} failed, {outcome.skipped} skipped")
     if outcome.failed_ids:
@@ -187,7 +188,8 @@ def bulk(store: Any, settings: Any, name: str, filters: Any, *, only_failed: boo
 def export(output: Any, reveal: bool, cursor: int | None, from_url: str | None,
            token: str | None, db: str | None, **options: Any) -> None:
     """Write events as NDJSON, newest first, then {"complete": true, "count": N}."""
-    from .. import export as exporting
+    from ..clients import export as remote_export
+    from ..read import export as exporting
 
     filters = event_filters_from(options)
     if from_url is None:
@@ -199,9 +201,9 @@ def export(output: Any, reveal: bool, cursor: int | None, from_url: str | None,
     if reveal:
         query["reveal"] = "1"
     try:
-        exported = exporting.fetch(from_url, query, output.write, token=token, cursor=cursor,
+        exported = remote_export.fetch(from_url, query, output.write, token=token, cursor=cursor,
                                    notice=lambda line: click.echo(line, err=True))
-    except exporting.ExportError as error:
+    except remote_export.ExportError as error:
         raise click.ClickException(str(error)) from None
     resumed = f", resumed {exported.resumed} times" if exported.resumed else ""
     click.echo(f"exported {exported.count} events from {from_url}{resumed}", err=True)
@@ -235,7 +237,7 @@ def purge(older_than: str, event_type: str | None, db: str | None) -> None:
 @click.command("plugins")
 def plugins_command() -> None:
     """List handler plugins from the receiver.handlers entry points."""
-    from .. import plugins
+    from ..handlers import plugins
 
     report = plugins.load_plugins(read_settings())
     click.echo(json.dumps(report.as_dict(), indent=2))

@@ -17,7 +17,7 @@ from .common import (
 
 
 def samples_dir() -> Path:
-    from .. import resource_dir
+    from ..resources import resource_dir
 
     return resource_dir("samples")
 
@@ -75,7 +75,8 @@ def pick_endpoint(settings: dict[str, Any], source: str, name: str | None) -> En
 def trigger(source: str, event_type: str, url: str | None, endpoint_name: str | None,
             spelling: str) -> None:
     """Send a bundled sample, signed the way the sender signs when a signing key is set."""
-    from .. import redeliver, verify
+    from .. import verify
+    from ..clients import redeliver
     from ..dialects.standard import rename_headers
 
     if spelling != "webhook" and source != "standard":

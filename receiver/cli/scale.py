@@ -25,7 +25,8 @@ from .common import (
 def worker(concurrency: int, poll: float, db: str | None) -> None:
     """Run handlers of pending events, for receivers with RECEIVER_DISPATCH=worker (any number
     of workers, on any machine). SIGTERM lets running handlers finish, then exits."""
-    from .. import create_app, dispatch
+    from .. import create_app
+    from ..handlers import dispatch
 
     overrides: dict[str, Any] = {"DATABASE": db} if db else {}
     settings = read_settings(db)
@@ -58,7 +59,7 @@ def worker(concurrency: int, poll: float, db: str | None) -> None:
 def copy_command(source: str, target: str, batch: int) -> None:
     """Copy a history between backends: deliveries with their exact bytes, events, handler
     runs; ids and dedup keys kept. Run it again to resume: rows already there are skipped."""
-    from ..copying import copy_history
+    from ..clients.copying import copy_history
 
     if source == target:
         raise click.BadParameter("--from and --to name the same database", param_hint="--to")

@@ -115,7 +115,7 @@ def multiprocess_metrics_dir() -> str | None:
     worker writes its own file, a scrape adds them up; receiver/metrics.py): a fresh
     directory made here, before any worker imports prometheus_client, and removed at exit.
     A ``PROMETHEUS_MULTIPROC_DIR`` already set is used as it is (and left in place)."""
-    from ..metrics import MULTIPROCESS_DIR
+    from ..read.metrics import MULTIPROCESS_DIR
 
     if os.environ.get(MULTIPROCESS_DIR):
         os.makedirs(os.environ[MULTIPROCESS_DIR], exist_ok=True)
@@ -127,7 +127,7 @@ def multiprocess_metrics_dir() -> str | None:
 
 def login_link_text(base_url: str, secret_key: str) -> str:
     """The lines that offer a fresh one-time sign-in link (the token is never in a URL)."""
-    from ..web.access import LOGIN_LINK_MINUTES, make_login_code
+    from ..login_links import LOGIN_LINK_MINUTES, make_login_code
 
     link = f"{base_url.rstrip('/')}/login/{make_login_code(secret_key)}"
     return (f"Sign in with this one-time link (works once, for {LOGIN_LINK_MINUTES} "

@@ -2,38 +2,24 @@
 
 ``open_store`` picks the backend from the ``DATABASE`` setting: a file path is SQLite (the
 embedded default), a ``postgresql://`` (or ``postgres://``) URL is PostgreSQL. Every query
-lives in the backend modules.
+lives in this package: ``base`` (the interface and what both backends share), ``sqlite`` and
+``postgres`` (what differs), ``where`` and ``activity_queries`` (SQL written once for both),
+search per backend, ``rollups`` (the pure arithmetic of the activity counts) and ``upkeep``
+(the background thread that keeps indexes, rollups and retention). May import only
+``config``, ``errors`` and ``events``.
 """
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit, urlunsplit
 
+from ..config import backend_of
 from ..errors import ConfigError
 from .base import ActivityFilters, DeliveryFilters, EventFilters, Saved, Store
 from .sqlite import SQLiteStore
 
 __all__ = ["ActivityFilters", "DeliveryFilters", "EventFilters", "SQLiteStore", "Saved",
            "Store", "open_store", "backend_of", "shown"]
-
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-POSTGRES_SCHEMES = ("postgresql", "postgres")
-
-
-def backend_of(database: str) -> str:
-    """``sqlite`` for a file path, ``postgres`` for a PostgreSQL URL; a URL with any other
-    scheme is refused with a sentence."""
-    match = _SCHEME.match(database)
-    if match is None:
-        return "sqlite"
-    scheme = match.group(1).lower()
-    if scheme in POSTGRES_SCHEMES:
-        return "postgres"
-    raise ConfigError(
-        f"DATABASE: {scheme}:// URLs are not supported; give a file path for SQLite or a "
-        "postgresql:// URL for PostgreSQL")
-
 
 def shown(database: str) -> str:
     """The setting as it may be printed: a URL's password replaced by ``***``."""

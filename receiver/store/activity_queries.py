@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from .. import activity as rollups
 from ..events import Event
+from . import rollups
 from .base import (
     EVENT_FIELDS,
     ROLLUP_PURGE_BATCH,

@@ -14,9 +14,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, overload
 
-from .. import activity as rollups
 from ..errors import NotFound
 from ..events import Delivery, Event, NormalizedEvent, format_time
+from . import rollups
 
 #: Tables ``receiver copy`` moves between stores, in the order it moves them.
 COPY_TABLES = ("events", "deliveries", "handler_runs")

@@ -1,8 +1,9 @@
 """Blueprints and the one place errors become responses (JSON for the API and ingest).
 
 ``ingest``, ``api``, ``inspect``, ``handlers`` and ``access`` are the blueprints; what they
-share lives in ``common`` (with ``csrf``, ``filters`` and ``chart``), which imports none of
-them.
+share lives in ``common`` (with ``csrf``, ``chart`` and ``streaming``), which imports none of
+them. Only this package reads Flask's ``request``; it may import every package below it
+(``ingest``, ``handlers``, ``read``, ``clients``, ``store``...), and nothing below imports it.
 """
 
 from __future__ import annotations

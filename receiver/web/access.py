@@ -17,7 +17,6 @@ every worker and node, and a link preview or prefetch (a GET) cannot use it up.
 
 from __future__ import annotations
 
-import secrets
 from urllib.parse import urlsplit
 
 from flask import (
@@ -32,10 +31,10 @@ from flask import (
     url_for,
 )
 from flask.sessions import SecureCookieSessionInterface
-from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
 from ..errors import ReceiverError
+from ..login_links import LOGIN_LINK_MINUTES, LinkRefused, read_login_code
 from .common import (
     SESSION_KEY,
     configured_token,
@@ -53,8 +52,6 @@ from .csrf import check_csrf
 OPEN_PREFIXES = ("/hooks", "/-/health", "/api/openapi.json", "/login", "/logout", "/static/")
 #: Open too when ``RECEIVER_METRICS_OPEN`` is true (a scraper without the token).
 METRICS_PATH = "/-/metrics"
-LOGIN_LINK_SALT = "receiver.login-link"
-LOGIN_LINK_MINUTES = 15
 
 bp = Blueprint("access", __name__)
 share_page_behaviour(bp)  # the login pages look and answer like the inspector's
@@ -91,39 +88,6 @@ def safe_next(value: str | None) -> str:
     if parts.scheme or parts.netloc:
         return "/"
     return value
-
-
-def _link_serializer(secret_key: str | bytes) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret_key, salt=LOGIN_LINK_SALT)
-
-
-def make_login_code(secret_key: str | bytes) -> str:
-    """The code of a fresh one-time sign-in link (``/login/<code>``): a random nonce, signed
-    with its time. It holds nothing secret; the signature is what makes it a key."""
-    return _link_serializer(secret_key).dumps({"n": secrets.token_urlsafe(16)})
-
-
-class LinkRefused(ReceiverError):
-    """A sign-in link that is not ours, too old or used."""
-
-    status = 401
-
-
-def read_login_code(secret_key: str | bytes, code: str) -> str:
-    """The nonce of a sign-in link still in its time; ``LinkRefused`` with the reason."""
-    try:
-        value = _link_serializer(secret_key).loads(code, max_age=LOGIN_LINK_MINUTES * 60)
-    except SignatureExpired:
-        raise LinkRefused(f"This sign-in link has expired (links last {LOGIN_LINK_MINUTES} "
-                          "minutes). Sign in with the inspector token, or make a new link "
-                          "with receiver login-link.") from None
-    except BadData:
-        raise LinkRefused("This is not a sign-in link of this receiver (it was changed, or "
-                          "made with another SECRET_KEY).") from None
-    nonce = value.get("n") if isinstance(value, dict) else None
-    if not isinstance(nonce, str) or not nonce:
-        raise LinkRefused("This is not a sign-in link of this receiver.")
-    return nonce
 
 
 def _wanted_path() -> str:

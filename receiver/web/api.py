@@ -9,14 +9,17 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
-from .. import PACKAGE_DIR, dispatch, export, mask, metrics, redeliver
+from ..clients import redeliver
 from ..dialects.base import parse_json
 from ..errors import BadRequest
-from ..gunicorn_hooks import HEARTBEAT, bound_unsent
+from ..handlers import dispatch
+from ..read import export, mask, metrics
+from ..read.filters import activity_args, delivery_filters, event_filters, page_args, parse_id
+from ..resources import PACKAGE_DIR
 from ..store import Store
 from . import common
 from .common import delivery_json, event_json, get_store, reveal
-from .filters import activity_args, delivery_filters, event_filters, page_args, parse_id
+from .streaming import HEARTBEAT, bound_unsent
 
 bp = Blueprint("api", __name__)
 

@@ -13,10 +13,9 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .. import activity
 from ..errors import BadRequest
 from ..events import format_time
-from ..store import ActivityFilters, Store
+from ..store import ActivityFilters, Store, rollups
 
 WIDTH = 720
 HEIGHT = 120
@@ -31,24 +30,24 @@ CHART_FILTERS = ("source", "endpoint", "event_type")
 
 def window_for(since: str | None, until: str | None, shown: Sequence[str],
                now: dt.datetime, *, first_page: bool, start: str | None = None
-               ) -> activity.Window:
+               ) -> rollups.Window:
     """The chart's range (ISO times as the filters normalized them): ``since``/``until``
     when the page has them; else from the oldest row shown (at least the last hour) to now,
     or, on an older page, to its newest row. ``start`` fixes the beginning (the live view
     keeps the range it was drawn with)."""
-    end = activity.parse_time(until) if until else (
-        now if first_page or not shown else activity.parse_time(max(shown)))
+    end = rollups.parse_time(until) if until else (
+        now if first_page or not shown else rollups.parse_time(max(shown)))
     if since or start:
-        begin = activity.parse_time(since or start or "")
+        begin = rollups.parse_time(since or start or "")
     else:
-        begin = end - activity.DEFAULT_SPAN
+        begin = end - rollups.DEFAULT_SPAN
         if shown:
-            begin = min(begin, activity.parse_time(min(shown)))
+            begin = min(begin, rollups.parse_time(min(shown)))
     # A page never refuses its chart: a range of more days than a chart holds shows the
     # latest of them.
-    begin = max(begin, end - activity.STEP["day"] * (activity.MAX_BUCKETS - 1))
+    begin = max(begin, end - rollups.STEP["day"] * (rollups.MAX_BUCKETS - 1))
     try:
-        return activity.window(begin, end, None, now)
+        return rollups.window(begin, end, None, now)
     except ValueError as error:
         raise BadRequest(f"the activity chart cannot show this range: {error}") from None
 
@@ -57,7 +56,7 @@ def filters_of(args: Mapping[str, str]) -> ActivityFilters:
     return ActivityFilters(**{name: args.get(name) or None for name in CHART_FILTERS})
 
 
-def chart_view(store: Store, found: activity.Window, filters: ActivityFilters,
+def chart_view(store: Store, found: rollups.Window, filters: ActivityFilters,
                link: Any) -> dict[str, Any]:
     """What ``_activity.html`` draws: bars with their stacked segments, links and labels.
     ``link(since, until)`` is the list URL narrowed to one bucket."""
@@ -65,10 +64,10 @@ def chart_view(store: Store, found: activity.Window, filters: ActivityFilters,
     tallest = max((sum(bucket[name] for name in STACK) for bucket in buckets), default=0)
     scale = HEIGHT / tallest if tallest else 0.0
     width = WIDTH / max(len(buckets), 1)
-    step = activity.STEP[found.level]
+    step = rollups.STEP[found.level]
     bars = []
     for index, bucket in enumerate(buckets):
-        start = activity.parse_time(bucket["start"])
+        start = rollups.parse_time(bucket["start"])
         total = sum(bucket[name] for name in STACK)
         segments, top = [], float(HEIGHT)
         for name in STACK:

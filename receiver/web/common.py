@@ -13,9 +13,9 @@ from flask import Blueprint, current_app, jsonify, render_template, request, ses
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from .. import changes, mask
 from ..errors import ReceiverError
 from ..events import Event
+from ..read import changes, mask
 from ..store import Store
 
 RETRY_AFTER_SECONDS = "5"

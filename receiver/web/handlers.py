@@ -25,13 +25,14 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from .. import activity, bulk_replay, signals
 from ..errors import BadRequest
 from ..events import format_time
-from ..gunicorn_hooks import HEARTBEAT
+from ..handlers import replay, signals
+from ..read.filters import event_filters
+from ..store import rollups
 from . import csrf
 from .common import get_store, share_page_behaviour
-from .filters import event_filters
+from .streaming import HEARTBEAT
 
 bp = Blueprint("handlers", __name__)
 share_page_behaviour(bp)
@@ -72,8 +73,8 @@ def window_start(label: str, now: dt.datetime) -> tuple[str, str]:
     if length is None:
         return "all", ""
     since = now - length
-    level = activity.choose_bucket(since, now)
-    return level, activity.bucket_key(format_time(since), level)
+    level = rollups.choose_bucket(since, now)
+    return level, rollups.bucket_key(format_time(since), level)
 
 
 def handler_rows(label: str) -> list[dict[str, Any]]:
@@ -95,13 +96,13 @@ def handler_rows(label: str) -> list[dict[str, Any]]:
         waiting = [row for row in pending
                    if current is not None and current.matches(EventKind(row[0], row[1]))]
         oldest = min((row[3] for row in waiting), default=None)
-        found = stats.get(name, activity.HandlerStats(name))
+        found = stats.get(name, rollups.HandlerStats(name))
         rows.append({
             "name": name, "handler": current, "stats": found,
             "last_failure": last.get(found.last_failure_id or 0),
             "pending": sum(row[2] for row in waiting),
             "failing": failing.get(name, 0),
-            "oldest_seconds": (now - activity.parse_time(oldest)).total_seconds()
+            "oldest_seconds": (now - rollups.parse_time(oldest)).total_seconds()
             if oldest else None,
         })
     return rows
@@ -129,13 +130,13 @@ def replay_plan() -> dict[str, Any]:
     failed_since = values.get("failed_since") or None
     if failed_since:
         try:
-            age = activity.parse_age(failed_since)
+            age = rollups.parse_age(failed_since)
             cutoff = format_time(dt.datetime.now(dt.UTC) - age)
         except (ValueError, OverflowError) as error:
             raise BadRequest(f"failed_since: {error}") from None
     else:
         cutoff = None
-    ids = bulk_replay.select_events(get_store(), current_app.config, name, filters,
+    ids = replay.select_events(get_store(), current_app.config, name, filters,
                                     only_failed=mode == "failed", failed_since=cutoff)
     kept = {key: values[key] for key in REPLAY_FILTERS if values.get(key)}
     return {"handler": name, "mode": mode, "failed_since": failed_since, "filters": kept,
@@ -153,7 +154,7 @@ def replay_run() -> Response:
     """Step two: run it, then show the outcome on the handlers page."""
     plan = replay_plan()
     heartbeat = current_app.extensions.get(HEARTBEAT)  # a long replay is not a hung worker
-    outcome = bulk_replay.replay_events(
+    outcome = replay.replay_events(
         get_store(), current_app.config, plan["handler"], plan["event_ids"],
         only_failed=plan["mode"] == "failed",
         progress=(lambda _: heartbeat()) if heartbeat else None)

@@ -21,11 +21,11 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.wsgi import get_input_stream
 
-from .. import pipeline
 from ..config import Endpoint, ad_hoc_endpoint
-from ..content_coding import ACCEPTED, decode_body
 from ..errors import NotFound, PayloadTooLarge, ReceiverError
 from ..events import Delivery
+from ..ingest import pipeline
+from ..ingest.content_coding import ACCEPTED, decode_body
 
 log = logging.getLogger(__name__)
 

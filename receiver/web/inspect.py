@@ -34,12 +34,21 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from .. import changes, dispatch, mask, redeliver, signals
+from ..clients import redeliver
 from ..config import SOURCES
-from ..content_coding import decode_body
 from ..dialects.base import iso_time
 from ..errors import BadRequest, NotFound, ReceiverError
 from ..events import Event, format_time
+from ..handlers import dispatch, signals
+from ..ingest.content_coding import decode_body
+from ..read import changes, mask
+from ..read.filters import (
+    DISPATCH_STATUSES,
+    SIGNATURE_STATUSES,
+    delivery_filters,
+    event_filters,
+    page_args,
+)
 from ..store import DeliveryFilters
 from . import chart, csrf
 from .common import (
@@ -50,13 +59,6 @@ from .common import (
     reveal,
     share_page_behaviour,
     signed_in_with_session,
-)
-from .filters import (
-    DISPATCH_STATUSES,
-    SIGNATURE_STATUSES,
-    delivery_filters,
-    event_filters,
-    page_args,
 )
 
 bp = Blueprint("inspect", __name__)

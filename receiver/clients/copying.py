@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .store import Store
-from .store.base import COPY_TABLES
+from ..store import Store
+from ..store.base import COPY_TABLES
 
 
 @dataclass

@@ -1,4 +1,4 @@
 """Built-in handlers. Each module is a plugin, loaded through the ``receiver.handlers`` entry
-points like any other (see ``receiver.plugins.BUILTIN_PLUGINS``); importing this package
+points like any other (see ``receiver.handlers.plugins.BUILTIN_PLUGINS``); importing this package
 registers nothing.
 """

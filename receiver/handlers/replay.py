@@ -13,13 +13,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import BadRequest, NotFound
+from ..store import EventFilters, Store
 from . import dispatch, signals
-from .errors import BadRequest, NotFound
-from .store import EventFilters, Store
 
 
 @dataclass
-class Outcome:
+class ReplayReport:
     """What a bulk replay did: runs by status, events skipped (the handler no longer runs
     for them, its latest run there did not fail, or the event was purged meanwhile)."""
 
@@ -64,10 +64,10 @@ def select_events(store: Store, settings: Mapping[str, Any], name: str,
 
 def replay_events(store: Store, settings: Mapping[str, Any], name: str, event_ids: list[int],
                   *, only_failed: bool = False,
-                  progress: Callable[[int], None] | None = None) -> Outcome:
+                  progress: Callable[[int], None] | None = None) -> ReplayReport:
     """Run ``name`` on each event (``only_failed``: where its latest run failed); calls
     ``progress(1)`` after each."""
-    outcome = Outcome()
+    outcome = ReplayReport()
     for event_id in event_ids:
         try:
             runs = dispatch.replay(store, settings, event_id, only_failed=only_failed,

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .events import format_time
+from ..events import format_time
 
 #: Bucket sizes, smallest first; ``all`` is the one bucket of every time (metrics).
 BUCKETS = ("minute", "hour", "day")

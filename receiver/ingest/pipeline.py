@@ -1,6 +1,6 @@
 """The ingest steps in order: detect, verify, normalize, store. No Flask here.
 
-``receive`` takes a ``Delivery`` and the endpoint it arrived on and returns an ``Outcome``:
+``receive`` takes a ``Delivery`` and the endpoint it arrived on and returns an ``Answer``:
 the HTTP status and JSON body to answer, and what was stored. A refused request is stored
 with its reason; a 2xx is only returned after the commit.
 """
@@ -11,16 +11,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import dialects, signals
-from .config import SOURCES, Endpoint
-from .errors import ReceiverError, Unauthorized
-from .events import Delivery
-from .store import Store
-from .verify import Verdict, verify
+from .. import dialects
+from ..config import SOURCES, Endpoint
+from ..errors import ReceiverError, Unauthorized
+from ..events import Delivery
+from ..handlers import signals
+from ..store import Store
+from ..verify import Verdict, verify
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Answer:
+    """What to answer the sender, and what was stored: the delivery, the event if any."""
+
     status: int
     body: dict[str, Any]
     delivery_id: int
@@ -43,7 +46,7 @@ def receive(
     *,
     settings: Mapping[str, Any] | None = None,
     dispatcher_id: str | None = None,
-) -> Outcome:
+) -> Answer:
     """Run one delivery through the steps. ``dispatcher_id`` names who will run the event's
     handlers (it gets the lease in the storing transaction); without it, or when no handler
     matches, the event is stored as dispatched."""
@@ -74,7 +77,7 @@ def receive(
             signature_status=verdict.status if verdict else None,
             signature_reason=verdict.reason if verdict else None,
         )
-        return Outcome(error.status, {"ok": False, "error": error.message,
+        return Answer(error.status, {"ok": False, "error": error.message,
                                       "delivery_id": delivery_id}, delivery_id)
     settings = settings or {}
     lease_seconds = float(settings.get("DISPATCH_LEASE", 45))
@@ -87,7 +90,7 @@ def receive(
     saved = store.save_event(delivery, event, verdict.status, verdict.reason,
                              dispatch_to=dispatcher_id if wanted else None,
                              lease_seconds=lease_seconds)
-    return Outcome(
+    return Answer(
         200,
         {
             "ok": True,
@@ -105,9 +108,9 @@ def receive(
 
 
 def reject(delivery: Delivery, store: Store, error: ReceiverError, *,
-           keep_body: bool = True) -> Outcome:
+           keep_body: bool = True) -> Answer:
     """Record a request refused before the pipeline could look at it (413, 404)."""
     delivery_id = store.save_rejected(delivery, status_code=error.status, error=error.message,
                                       keep_body=keep_body)
-    return Outcome(error.status, {"ok": False, "error": error.message,
+    return Answer(error.status, {"ok": False, "error": error.message,
                                   "delivery_id": delivery_id}, delivery_id)

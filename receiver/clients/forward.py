@@ -32,8 +32,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ..errors import ReceiverError
 from . import redeliver
-from .errors import ReceiverError
 
 FEED_PAGE = 100
 FEED_WAIT = 25.0  # the feed's longest long-poll (web/api.py MAX_WAIT_SECONDS)
@@ -283,7 +283,7 @@ class Remote:
 
 
 @dataclass
-class Outcome:
+class LocalAnswer:
     """What the local app made of one delivery, after any retries."""
 
     status: int | None  # the local answer; None when it never answered
@@ -298,7 +298,7 @@ class Outcome:
 
 def deliver(url: str, body: bytes, headers: Sequence[tuple[str, str]], *, retries: int,
             send: Send = redeliver.send, sleep: Sleep = time.sleep,
-            on_retry: Callable[[int, float, Outcome], None] | None = None) -> Outcome:
+            on_retry: Callable[[int, float, LocalAnswer], None] | None = None) -> LocalAnswer:
     """POST to the local app; retry a 5xx or no answer ``retries`` times with backoff.
 
     A 2xx, 3xx or 4xx is final (a 4xx is the app's verdict on the request, so sending it
@@ -308,11 +308,11 @@ def deliver(url: str, body: bytes, headers: Sequence[tuple[str, str]], *, retrie
         try:
             result = send(url, body, headers)
         except (OSError, http.client.HTTPException) as error:
-            outcome = Outcome(None, None, attempt + 1, describe(error))
+            outcome = LocalAnswer(None, None, attempt + 1, describe(error))
         except ValueError as error:  # a header http.client will not send: no retry helps
-            return Outcome(None, None, attempt + 1, f"cannot send it: {error}")
+            return LocalAnswer(None, None, attempt + 1, f"cannot send it: {error}")
         else:
-            outcome = Outcome(int(result["status"]), float(result["duration_ms"]), attempt + 1)
+            outcome = LocalAnswer(int(result["status"]), float(result["duration_ms"]), attempt + 1)
             if outcome.status is not None and outcome.status < 500:
                 return outcome
         if attempt >= retries:
@@ -439,7 +439,7 @@ class Forwarder:
         with self.stopper.waiting():
             self.sleep(seconds)
 
-    def forward_one(self, record: Mapping[str, Any]) -> Outcome | None:
+    def forward_one(self, record: Mapping[str, Any]) -> LocalAnswer | None:
         delivery_id = int(record["id"])
         label = delivery_label(record)
         status_code = int(record.get("status_code") or 0)
@@ -458,7 +458,7 @@ class Forwarder:
         headers = redeliver.forwardable_headers(record.get("headers") or [],
                                                 preserve_host=self.preserve_host)
 
-        def retrying(attempt: int, delay: float, outcome: Outcome) -> None:
+        def retrying(attempt: int, delay: float, outcome: LocalAnswer) -> None:
             answer = outcome.status if outcome.status is not None else outcome.error
             self.notice(f"{label} -> {answer}; retry {attempt}/{self.retries} "
                         f"in {delay:g} s")
@@ -487,7 +487,7 @@ def delivery_label(record: Mapping[str, Any]) -> str:
     return f"#{record['id']} {source} {record.get('method') or 'POST'} {path}{duplicate}"
 
 
-def outcome_text(outcome: Outcome, retries: int) -> str:
+def outcome_text(outcome: LocalAnswer, retries: int) -> str:
     took = f" in {outcome.duration_ms:.1f} ms" if outcome.duration_ms is not None else ""
     tries = f" after {outcome.attempts} attempts" if outcome.attempts > 1 else ""
     if outcome.ok:

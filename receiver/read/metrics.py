@@ -21,58 +21,16 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import threading
 from collections.abc import Iterator
 from typing import Any
 
-from . import activity
-from .store import Store
+from ..store import Store, rollups
+from ..store.upkeep import UnavailableCounts
 
 #: Seconds: the ingest latency histogram's buckets.
 INGEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                   10.0)
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
-
-
-class UnavailableCounts:
-    """503 answers of this process not yet written to the rollup: ``(received_at minute,
-    endpoint, source) -> n``."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[tuple[str, str, str], int] = {}
-
-    def count(self, received_at: str, endpoint: str, source: str | None) -> None:
-        key = (activity.bucket_key(received_at, "minute"), endpoint, source or "")
-        with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
-
-    def take(self) -> dict[tuple[str, str, str], int]:
-        with self._lock:
-            taken, self._counts = self._counts, {}
-        return taken
-
-    def put_back(self, counts: dict[tuple[str, str, str], int]) -> None:
-        with self._lock:
-            for key, number in counts.items():
-                self._counts[key] = self._counts.get(key, 0) + number
-
-    def peek(self) -> dict[tuple[str, str, str], int]:
-        with self._lock:
-            return dict(self._counts)
-
-    def flush(self, store: Store) -> int:
-        """Write the counts to the rollup (kept for the next try if the database still
-        refuses); returns how many 503s were written."""
-        counts = self.take()
-        if not counts:
-            return 0
-        try:
-            store.add_unavailable(activity.unavailable_counts(counts))
-        except BaseException:
-            self.put_back(counts)
-            raise
-        return sum(counts.values())
 
 
 class IngestTimer:
@@ -137,7 +95,7 @@ class StoreCollector:
         oldest = min((row[3] for row in pending), default=None)
         age = 0.0
         if oldest is not None:
-            age = max(0.0, (dt.datetime.now(dt.UTC) - activity.parse_time(oldest))
+            age = max(0.0, (dt.datetime.now(dt.UTC) - rollups.parse_time(oldest))
                       .total_seconds())
         yield GaugeMetricFamily("receiver_events_pending", "Events whose handlers have not "
                                 "run yet", value=sum(row[2] for row in pending))

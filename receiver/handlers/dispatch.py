@@ -22,10 +22,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import BadRequest, StorageUnavailable
+from ..events import Event
+from ..store import Store
 from . import signals
-from .errors import BadRequest, StorageUnavailable
-from .events import Event
-from .store import Store
 
 log = logging.getLogger(__name__)
 

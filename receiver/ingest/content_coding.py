@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 
-from .errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 #: Codings we decode, under the names senders use (RFC 9110 §8.4.1; ``x-gzip`` is ``gzip``).
 SUPPORTED = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}

@@ -6,11 +6,10 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 
-from .. import activity
 from ..config import SOURCES
 from ..dialects.base import iso_time
 from ..errors import BadRequest
-from ..store import ActivityFilters, DeliveryFilters, EventFilters
+from ..store import ActivityFilters, DeliveryFilters, EventFilters, rollups
 
 SIGNATURE_STATUSES = ("valid", "invalid", "unsigned", "unchecked")
 DISPATCH_STATUSES = ("pending", "done", "failed")
@@ -73,14 +72,14 @@ def event_filters(args: Mapping[str, str]) -> EventFilters:
 
 
 def activity_args(args: Mapping[str, str], now: dt.datetime | None = None
-                  ) -> tuple[activity.Window, ActivityFilters]:
+                  ) -> tuple[rollups.Window, ActivityFilters]:
     """``GET /api/activity``: the buckets (``bucket``, ``since``, ``until``; the last hour by
     default, the bucket size chosen from the range when not given) and the filters."""
-    level = _choice(args, "bucket", activity.BUCKETS)
+    level = _choice(args, "bucket", rollups.BUCKETS)
     since, until = _time(args, "since"), _time(args, "until")
     try:
-        found = activity.window(activity.parse_time(since) if since else None,
-                                activity.parse_time(until) if until else None, level,
+        found = rollups.window(rollups.parse_time(since) if since else None,
+                                rollups.parse_time(until) if until else None, level,
                                 now or dt.datetime.now(dt.UTC))
     except ValueError as error:
         raise BadRequest(str(error)) from None

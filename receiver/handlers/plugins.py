@@ -31,7 +31,7 @@ GROUP = "receiver.handlers"
 
 # Built-in handlers load through the same path as third-party plugins.
 BUILTIN_PLUGINS: dict[str, str] = {
-    "password-reset-mail": "receiver.builtin.password_reset",
+    "password-reset-mail": "receiver.handlers.builtin.password_reset",
 }
 
 

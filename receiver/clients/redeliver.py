@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .errors import BadRequest, Forbidden
+from ..errors import BadRequest, Forbidden
 
 #: Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus ones we recompute.
 HOP_BY_HOP = frozenset({

@@ -11,10 +11,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import StorageUnavailable
-from .events import format_time
-from .metrics import UnavailableCounts
-from .store import Store
+from ..errors import StorageUnavailable
+from ..events import format_time
+from . import rollups
+from .base import Store
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,55 @@ ROLLUP_BUDGET = 0.05
 ROLLUP_BUDGET_QUIET = 0.5
 
 
+class UnavailableCounts:
+    """503 answers of this process not yet written to the rollup: ``(received_at minute,
+    endpoint, source) -> n``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str, str], int] = {}
+
+    def count(self, received_at: str, endpoint: str, source: str | None) -> None:
+        key = (rollups.bucket_key(received_at, "minute"), endpoint, source or "")
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def take(self) -> dict[tuple[str, str, str], int]:
+        with self._lock:
+            taken, self._counts = self._counts, {}
+        return taken
+
+    def put_back(self, counts: dict[tuple[str, str, str], int]) -> None:
+        with self._lock:
+            for key, number in counts.items():
+                self._counts[key] = self._counts.get(key, 0) + number
+
+    def peek(self) -> dict[tuple[str, str, str], int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def flush(self, store: Store) -> int:
+        """Write the counts to the rollup (kept for the next try if the database still
+        refuses); returns how many 503s were written."""
+        counts = self.take()
+        if not counts:
+            return 0
+        try:
+            store.add_unavailable(rollups.unavailable_counts(counts))
+        except BaseException:
+            self.put_back(counts)
+            raise
+        return sum(counts.values())
+
+
+
 def retention_cutoff(days: int, now: dt.datetime | None = None) -> str:
     """The ISO time before which ``days`` of retention lets data go."""
     now = now or dt.datetime.now(dt.UTC)
     return format_time(now - dt.timedelta(days=days))
 
 
-class Maintenance:
+class Upkeep:
     def __init__(self, store: Store, settings: Mapping[str, Any], *,
                  unavailable: UnavailableCounts | None = None) -> None:
         self.store = store
@@ -66,7 +108,7 @@ class Maintenance:
             return
         self._pid = os.getpid()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="receiver-maintenance",
+        self._thread = threading.Thread(target=self._loop, name="receiver-upkeep",
                                         daemon=True)
         self._thread.start()
 
@@ -158,8 +200,8 @@ class Maintenance:
             try:
                 self.run_once(tick)
             except StorageUnavailable as error:  # the database is down: try again later
-                log.warning("maintenance: %s", error.message)
+                log.warning("upkeep: %s", error.message)
                 self._stop.wait(SWEEP_BACKOFF_SECONDS)
             except Exception:  # retried next tick; a full disk must not kill the thread
-                log.exception("maintenance failed")
+                log.exception("upkeep failed")
             tick += 1
