@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from receiver.store import SQLiteStore, backend_of
+from receiver.config import backend_of
+from receiver.store import SQLiteStore
 
 FILL = """
 WITH RECURSIVE seq(n) AS (SELECT :first UNION ALL SELECT n + 1 FROM seq WHERE n < :last)

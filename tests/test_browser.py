@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from .conftest import sample
+from .conftest import all_samples, sample
 from .test_reliability import install_plugin
 from .test_web_api import FNO_AUTH, LICENSE_KEY, POSTED, RESET_TOKEN
 
@@ -354,3 +354,41 @@ def test_browser_handlers_page_bulk_replay_fixes_the_failures(serve: Any, page: 
     expect(row.get_by_role("link", name="Failed runs…")).to_have_count(0)
     events = requests.get(server.url + "/api/events").json()["events"]
     assert {event["dispatch_status"] for event in events} == {"done"}
+
+
+#: The README's picture of the inspector; ``RECEIVER_UPDATE_SCREENSHOT=1`` rewrites it.
+README_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "inspector.png"
+
+
+def test_browser_readme_screenshot_shows_the_history(serve: Any, page: Any, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's screenshot comes from this fixture: one delivery of each sender, a
+    duplicate and a refused request, in the history at 1280x800. The test always takes it
+    (into a temporary file) and checks it shows the rows; with RECEIVER_UPDATE_SCREENSHOT=1
+    it replaces docs/inspector.png."""
+    import os
+    import struct
+
+    server = serve()
+    for source, name in [("keygen", "license.created"), ("licensespring", "license.created"),
+                         ("keygen", "user.password-reset"), ("keygen", "license.created")]:
+        post(server, source, name)
+    for item in all_samples():
+        if item.source in {"fno", "zentitle", "standard"} and not item.name.startswith("ping"):
+            requests.post(server.url + "/hooks", data=item.body, headers=item.headers,
+                          timeout=10)
+            break
+    requests.post(server.url + "/hooks", data=b'{"type": "license.created",',
+                  headers={"Content-Type": "application/json"}, timeout=10)
+
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(server.url + "/")
+    rows = page.locator("#rows tr")
+    expect(rows).to_have_count(4)
+    expect(rows.first).to_be_visible()
+    target = (README_SCREENSHOT if os.environ.get("RECEIVER_UPDATE_SCREENSHOT") == "1"
+              else tmp_path / "inspector.png")
+    picture = page.screenshot(path=str(target))
+    assert picture[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", picture[16:24]) == (1280, 800)
+    assert README_SCREENSHOT.exists(), "docs/inspector.png: run with RECEIVER_UPDATE_SCREENSHOT=1"

@@ -62,7 +62,7 @@ def test_wheel_declares_the_command_and_the_builtin_handler(wheel: Path) -> None
     text = archive.read(entry_points).decode()
     assert "receiver = receiver.cli:cli" in text
     assert "[receiver.handlers]" in text
-    assert "password-reset-mail = receiver.builtin.password_reset" in text
+    assert "password-reset-mail = receiver.handlers.builtin.password_reset" in text
 
 
 def test_unpacked_wheel_serves_pages_and_samples(wheel: Path, tmp_path: Path) -> None:

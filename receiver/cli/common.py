@@ -29,7 +29,8 @@ def open_history(db: str | None, *, create: bool = False) -> Any:
 
 
 def open_database(database: str, *, create: bool = False) -> Any:
-    from ..store import backend_of, open_store
+    from ..config import backend_of
+    from ..store import open_store
 
     try:
         backend = backend_of(database)

@@ -19,7 +19,8 @@ from .base import ActivityFilters, DeliveryFilters, EventFilters, Saved, Store
 from .sqlite import SQLiteStore
 
 __all__ = ["ActivityFilters", "DeliveryFilters", "EventFilters", "SQLiteStore", "Saved",
-           "Store", "open_store", "backend_of", "shown"]
+           "Store", "open_store", "shown"]
+
 
 def shown(database: str) -> str:
     """The setting as it may be printed: a URL's password replaced by ``***``."""
