@@ -12,6 +12,7 @@ Playwright's auto-waiting ``expect``; nothing asserts on wall-clock time.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -358,6 +359,7 @@ def test_browser_handlers_page_bulk_replay_fixes_the_failures(serve: Any, page: 
 
 #: The README's picture of the inspector; ``RECEIVER_UPDATE_SCREENSHOT=1`` rewrites it.
 README_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "inspector.png"
+UPDATE_SCREENSHOT = os.environ.get("RECEIVER_UPDATE_SCREENSHOT") == "1"  # read before cleaning
 
 
 def test_browser_readme_screenshot_shows_the_history(serve: Any, page: Any, tmp_path: Path,
@@ -366,7 +368,6 @@ def test_browser_readme_screenshot_shows_the_history(serve: Any, page: Any, tmp_
     duplicate and a refused request, in the history at 1280x800. The test always takes it
     (into a temporary file) and checks it shows the rows; with RECEIVER_UPDATE_SCREENSHOT=1
     it replaces docs/inspector.png."""
-    import os
     import struct
 
     server = serve()
@@ -386,8 +387,7 @@ def test_browser_readme_screenshot_shows_the_history(serve: Any, page: Any, tmp_
     rows = page.locator("#rows tr")
     expect(rows).to_have_count(4)
     expect(rows.first).to_be_visible()
-    target = (README_SCREENSHOT if os.environ.get("RECEIVER_UPDATE_SCREENSHOT") == "1"
-              else tmp_path / "inspector.png")
+    target = README_SCREENSHOT if UPDATE_SCREENSHOT else tmp_path / "inspector.png"
     picture = page.screenshot(path=str(target))
     assert picture[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", picture[16:24]) == (1280, 800)
