@@ -276,8 +276,8 @@ def test_plugins_example_package_loads_and_runs(
 
 
 def test_plugins_not_loaded_at_import() -> None:
-    code = ("import sys, receiver, receiver.plugins, receiver.signals; "
-            "print('receiver.builtin.password_reset' in sys.modules, "
+    code = ("import sys, receiver, receiver.handlers.plugins, receiver.signals; "
+            "print('receiver.handlers.builtin.password_reset' in sys.modules, "
             "len(receiver.signals.registered_handlers()))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=ROOT, check=True)
