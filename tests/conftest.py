@@ -82,23 +82,35 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 #: Read before the environment is cleaned for each test.
 TEST_POSTGRES = os.environ.get("RECEIVER_TEST_POSTGRES")
 
-#: Test modules whose tests that touch the database run on both backends.
-BOTH_BACKENDS = {"test_store", "test_web_api", "test_dispatch", "test_retention", "test_cli",
-                 "test_web_odd_inputs", "test_search_backlog", "test_export",
-                 "test_observability", "test_metrics_served"}
+#: Modules that carry the ``both_backends`` marker from here until their own ``pytestmark``
+#: says so (``tests/test_store.py`` is being edited elsewhere at the moment).
+MARKED_FROM_HERE = {"test_store"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
+        "markers", "both_backends: the tests that use the database (the ``backend`` fixture) "
+        "run once on SQLite and once on PostgreSQL; for a module, ``pytestmark``")
+    config.addinivalue_line(
         "markers", "sqlite_only: the test looks at SQLite itself (its file, PRAGMAs); it runs "
-        "on the SQLite backend only")
+        "on the SQLite backend only, even where ``both_backends`` applies")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pycollect_makemodule(module_path: Path) -> Iterator[Any]:
+    module = yield
+    if module is not None and module_path.stem in MARKED_FROM_HERE:
+        module.add_marker(pytest.mark.both_backends)
+    return module
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Tests of ``BOTH_BACKENDS`` that use the database run once per backend."""
-    module = metafunc.module.__name__.rsplit(".", 1)[-1]
-    if ("backend" in metafunc.fixturenames and module in BOTH_BACKENDS
-            and metafunc.definition.get_closest_marker("sqlite_only") is None):
+    """Tests marked ``both_backends`` (the test, its class or its module) that use the
+    database run once per backend, unless they are marked ``sqlite_only``."""
+    definition = metafunc.definition
+    if ("backend" in metafunc.fixturenames
+            and definition.get_closest_marker("both_backends") is not None
+            and definition.get_closest_marker("sqlite_only") is None):
         metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True)
 
 

@@ -28,6 +28,8 @@ from receiver.store import EventFilters
 
 from .conftest import all_samples, free_port, sample
 
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture(autouse=True)
 def clean_registry() -> Iterator[None]:

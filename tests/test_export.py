@@ -38,6 +38,8 @@ from receiver.web import streaming
 from . import bulk
 from .conftest import LICENSE_KEY, RESET_TOKEN, Server, free_port, sample, wait_serving
 
+pytestmark = pytest.mark.both_backends
+
 POSTED = [("keygen", "user.password-reset"), ("keygen", "license.created"),
           ("licensespring", "license.created"), ("fno", "entitlement.updated"),
           ("zentitle", "entitlement.created"), ("standard", "license.created"),

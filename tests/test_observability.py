@@ -18,6 +18,8 @@ from receiver.store import ActivityFilters, rollups
 
 from .test_store import make_delivery, make_event
 
+pytestmark = pytest.mark.both_backends
+
 JSON = {"Content-Type": "application/json"}
 
 

@@ -10,6 +10,8 @@ from receiver.events import Delivery, NormalizedEvent
 from receiver.store import DeliveryFilters, EventFilters
 from receiver.store.upkeep import Upkeep, retention_cutoff
 
+pytestmark = pytest.mark.both_backends
+
 
 def add(store, external_id: str, received_at: str, event_type: str = "license.created",
         body: bytes = b"{}") -> int:

@@ -27,6 +27,8 @@ from receiver.store.upkeep import (
 from . import bulk
 from .conftest import Server
 
+pytestmark = pytest.mark.both_backends
+
 RECENT_SCAN = sqlite_search.RECENT_SCAN
 PG_RECENT_SCAN = postgres_search.RECENT_SCAN
 SCAN = 50  # the newest unindexed events a search scans (RECENT_SCAN), small for the tests

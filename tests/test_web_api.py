@@ -18,6 +18,8 @@ from receiver.handlers import signals
 
 from .conftest import LICENSE_KEY, RESET_TOKEN, sample
 
+pytestmark = pytest.mark.both_backends
+
 JSON = {"Content-Type": "application/json"}
 FNO_AUTH = "Bearer fno-very-secret-token-0042"
 TOKEN = "inspector-token-123"

@@ -26,6 +26,8 @@ from .hostile import (
     shaped_documents,
 )
 
+pytestmark = pytest.mark.both_backends
+
 
 def strict_json(text: str) -> Any:
     """What a client in another language would read: no NaN or Infinity, no lone surrogate."""
