@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 
 import pytest
 import requests
+
+from .waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -239,17 +240,21 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None,
 
 def wait_serving(server: Server, name: str) -> Server:
     """Poll the server's health route until it answers (its output shown if it died)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if server.process.poll() is not None:
             raise RuntimeError(f"{name} exited:\n{server.output()}")
         try:
-            if requests.get(server.url + "/-/health", timeout=1).ok:
-                return server
+            return requests.get(server.url + "/-/health", timeout=1).ok
         except requests.ConnectionError:
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"{name} did not answer within 30 s:\n{server.output()}")
+            return False
+
+    try:
+        wait_for(answers, timeout=30, interval=0.1,
+                 message=lambda: f"{name} did not answer:\n{server.output()}")
+    except AssertionError:
+        server.stop()
+        raise
+    return server
 
 
 @pytest.fixture

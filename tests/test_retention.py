@@ -10,6 +10,8 @@ from receiver.events import Delivery, NormalizedEvent
 from receiver.store import DeliveryFilters, EventFilters
 from receiver.store.upkeep import Upkeep, retention_cutoff
 
+from .waiting import wait_for
+
 pytestmark = pytest.mark.both_backends
 
 
@@ -99,8 +101,14 @@ def test_purge_lets_a_waiting_writer_in_between_its_batches(store, db_path) -> N
               "open_store(sys.argv[1]).purge('2025-01-01T00:00:00.000Z', batch=2)")
     purge = subprocess.Popen([sys.executable, "-c", script, db_path])
     try:
-        while store.event_counts()["events"] == 400:  # wait for its first batch
+        def first_batch_deleted() -> bool:
+            if store.event_counts()["events"] < 400:
+                return True
             assert purge.poll() is None, "the purge ended before it deleted anything"
+            return False
+
+        wait_for(first_batch_deleted, timeout=60, interval=0,
+                 message="the purge deleted nothing")
         add(store, "new", "2999-01-01T00:00:00.000Z")
         left_when_written = store.event_counts()["events"] - 1
     finally:
