@@ -1,4 +1,4 @@
-"""Issue 15 on both backends: the activity rollups and ``/api/activity``, what changed and
+"""On both backends: the activity rollups and ``/api/activity``, what changed and
 ``out_of_order``, handler health and bulk replay (page and CLI), ``/-/metrics`` access."""
 
 from __future__ import annotations

@@ -477,8 +477,8 @@ def test_search_pages_match_a_plain_filter_across_the_window(database, monkeypat
 
 
 def test_one_time_login_nonce_is_used_once_across_nodes(database) -> None:
-    """For the one-time sign-in links (``Store.use_login_nonce`` on main): the first call on
-    any node wins."""
+    """For the one-time sign-in links (``Store.use_login_nonce``): the first call on any node
+    wins."""
     first, second = PostgresStore(database), PostgresStore(database)
     try:
         assert first.use_login_nonce("n-1") is True

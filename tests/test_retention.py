@@ -88,9 +88,9 @@ def test_freed_pages_are_reused_without_vacuum(store) -> None:
 
 @pytest.mark.sqlite_only
 def test_purge_lets_a_waiting_writer_in_between_its_batches(store, db_path) -> None:
-    """The write lock (``flock``) is not a queue: a purge that took it back at once after
-    each batch kept ingest in other processes waiting until the purge was nearly done. A
-    writer that starts waiting while a purge runs in another process (as ``receiver purge``
+    """The write lock (``flock``) is not a queue, so a purge does not take it back at once
+    after each batch: it lets writers of other processes in between its batches. A writer
+    that starts waiting while a purge runs in another process (as ``receiver purge``
     beside ``receiver serve``) gets its turn long before the purge's last batch."""
     import subprocess
     import sys
