@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 
 import pytest
 import requests
+
+from .waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -82,23 +83,35 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 #: Read before the environment is cleaned for each test.
 TEST_POSTGRES = os.environ.get("RECEIVER_TEST_POSTGRES")
 
-#: Test modules whose tests that touch the database run on both backends.
-BOTH_BACKENDS = {"test_store", "test_web_api", "test_dispatch", "test_retention", "test_cli",
-                 "test_web_odd_inputs", "test_search_backlog", "test_export",
-                 "test_observability", "test_metrics_served"}
+#: Modules that carry the ``both_backends`` marker from here until their own ``pytestmark``
+#: says so (``tests/test_store.py`` is being edited elsewhere at the moment).
+MARKED_FROM_HERE = {"test_store"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
+        "markers", "both_backends: the tests that use the database (the ``backend`` fixture) "
+        "run once on SQLite and once on PostgreSQL; for a module, ``pytestmark``")
+    config.addinivalue_line(
         "markers", "sqlite_only: the test looks at SQLite itself (its file, PRAGMAs); it runs "
-        "on the SQLite backend only")
+        "on the SQLite backend only, even where ``both_backends`` applies")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pycollect_makemodule(module_path: Path) -> Iterator[Any]:
+    module = yield
+    if module is not None and module_path.stem in MARKED_FROM_HERE:
+        module.add_marker(pytest.mark.both_backends)
+    return module
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Tests of ``BOTH_BACKENDS`` that use the database run once per backend."""
-    module = metafunc.module.__name__.rsplit(".", 1)[-1]
-    if ("backend" in metafunc.fixturenames and module in BOTH_BACKENDS
-            and metafunc.definition.get_closest_marker("sqlite_only") is None):
+    """Tests marked ``both_backends`` (the test, its class or its module) that use the
+    database run once per backend, unless they are marked ``sqlite_only``."""
+    definition = metafunc.definition
+    if ("backend" in metafunc.fixturenames
+            and definition.get_closest_marker("both_backends") is not None
+            and definition.get_closest_marker("sqlite_only") is None):
         metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True)
 
 
@@ -227,17 +240,21 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None,
 
 def wait_serving(server: Server, name: str) -> Server:
     """Poll the server's health route until it answers (its output shown if it died)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if server.process.poll() is not None:
             raise RuntimeError(f"{name} exited:\n{server.output()}")
         try:
-            if requests.get(server.url + "/-/health", timeout=1).ok:
-                return server
+            return requests.get(server.url + "/-/health", timeout=1).ok
         except requests.ConnectionError:
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"{name} did not answer within 30 s:\n{server.output()}")
+            return False
+
+    try:
+        wait_for(answers, timeout=30, interval=0.1,
+                 message=lambda: f"{name} did not answer:\n{server.output()}")
+    except AssertionError:
+        server.stop()
+        raise
+    return server
 
 
 @pytest.fixture

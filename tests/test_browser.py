@@ -239,7 +239,7 @@ def test_browser_replay_records_a_new_handler_run(serve: Any, page: Any,
     print(f"\nscreenshot of the event page: {screenshot}")
 
 
-# -- issue 15: the activity chart, what changed, handler health ---------------------------------
+# -- the activity chart, what changed, handler health -------------------------------------------
 
 
 def test_browser_activity_chart_bar_heights_click_and_live(serve: Any, page: Any,

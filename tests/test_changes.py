@@ -1,5 +1,6 @@
-"""The pure parts of issue 15: the field-level diff (Hypothesis: applying it turns the old
-document into the new one), its masking and summary, and the activity buckets."""
+"""The pure parts of "what changed" and the activity chart: the field-level diff (Hypothesis:
+applying it turns the old document into the new one), its masking and summary, and the
+activity buckets."""
 
 from __future__ import annotations
 

@@ -23,6 +23,8 @@ from receiver.handlers import signals
 
 from .conftest import LICENSE_KEY, RESET_TOKEN, all_samples, sample
 
+pytestmark = pytest.mark.both_backends
+
 FNO_AUTH = "Bearer fno-cli-secret-token-0042"
 HANDLER = "tests.cli.order_handler"
 

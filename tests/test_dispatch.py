@@ -27,6 +27,9 @@ from receiver.handlers import signals
 from receiver.store import EventFilters
 
 from .conftest import all_samples, free_port, sample
+from .waiting import wait_for
+
+pytestmark = pytest.mark.both_backends
 
 
 @pytest.fixture(autouse=True)
@@ -34,16 +37,6 @@ def clean_registry() -> Iterator[None]:
     signals.reset_registry()
     yield
     signals.reset_registry()
-
-
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def test_handlers_receive_the_stored_event_for_every_sample(app, client, store) -> None:
@@ -405,17 +398,24 @@ def test_user_plugin_under_gunicorn_runs_each_event_once(serve, tmp_path, smtp, 
     def handled() -> list[int]:
         return [int(line.split()[0]) for line in handler_log.read_text().splitlines()]
 
-    wait_for(lambda: set(handled()) >= expected, timeout=30)
-    time.sleep(0.5)
-    assert sorted(handled()) == sorted(expected), "an event ran twice or not at all"
-    wait_for(lambda: mailbox.messages, timeout=10)
-    token = json.loads(json.loads(reset.body)["data"]["attributes"]["payload"])["meta"][
-        "passwordResetToken"]
-    assert token in mailbox.messages[0].content.decode()
-
     store = open_store(database)
     try:
-        assert store.list_events(EventFilters(dispatch_status="pending"))[0] == []
+        def recorded_runs() -> int:
+            return sum(run["handler"] == "acme_hooks.record"
+                       for event_id in expected for run in store.runs_for_event(event_id))
+
+        # Settled: every event dispatched, and each run in the log recorded (none under way).
+        wait_for(lambda: set(handled()) >= expected, timeout=30,
+                 message="not every event was handled")
+        wait_for(lambda: not store.list_events(EventFilters(dispatch_status="pending"))[0]
+                 and recorded_runs() == len(handled()), timeout=30,
+                 message="dispatch did not settle")
+        assert sorted(handled()) == sorted(expected), "an event ran twice or not at all"
+        wait_for(lambda: mailbox.messages, timeout=10, message="no mail was sent")
+        token = json.loads(json.loads(reset.body)["data"]["attributes"]["payload"])["meta"][
+            "passwordResetToken"]
+        assert token in mailbox.messages[0].content.decode()
+
         for event_id in expected:
             recorded = [run["handler"] for run in store.runs_for_event(event_id)]
             assert recorded.count("acme_hooks.record") == 1, event_id

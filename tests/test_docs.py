@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +30,6 @@ README = (ROOT / "README.md").read_text()
 DOCS = ROOT / "docs"
 REFERENCE = (DOCS / "reference.md").read_text()
 SENDERS = (DOCS / "senders.md").read_text()
-
-
-def test_ruff_is_clean() -> None:
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_mypy_is_clean() -> None:
-    result = subprocess.run([sys.executable, "-m", "mypy", "receiver"], cwd=ROOT,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ci_runs_the_readme_test_command() -> None:

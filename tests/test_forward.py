@@ -15,9 +15,8 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from receiver.clients.forward import (
 from receiver.store import DeliveryFilters
 
 from .conftest import sample
+from .waiting import wait_for
 
 TOKEN = "forward-test-token"
 PUBLIC_URL = "https://hooks.example.com/hooks/keygen"
@@ -206,15 +206,6 @@ def run_forward(tmp_path: Path, remote: Any, local: LocalApp, *args: str,
                           env=cli_env(tmp_path, **env))
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
-
-
 def post(remote: Any, path: str, body: bytes, headers: Mapping[str, str] | None = None,
          ) -> dict[str, Any]:
     answer = requests.post(remote.url + path, data=body, timeout=10,
@@ -369,19 +360,19 @@ def test_forward_stop_and_restart_loses_nothing_and_repeats_nothing(
 
     first = start()
     try:
-        wait_until(lambda: (tmp_path / "home" / ".config" / "receiver").is_dir())
+        wait_for(lambda: (tmp_path / "home" / ".config" / "receiver").is_dir())
         for n in (1, 2, 3):
             post(remote, "/hooks", order(n, tag))
-        wait_until(lambda: len(local_app.received) == 3)
+        wait_for(lambda: len(local_app.received) == 3)
         first.send_signal(signal.SIGINT)
         assert first.wait(15) == 0
         for n in (4, 5, 6):  # while the laptop sleeps
             post(remote, "/hooks", order(n, tag))
         second = start()
         try:
-            wait_until(lambda: len(local_app.received) == 6)
+            wait_for(lambda: len(local_app.received) == 6)
             post(remote, "/hooks", order(7, tag))
-            wait_until(lambda: len(local_app.received) == 7)
+            wait_for(lambda: len(local_app.received) == 7)
         finally:
             second.send_signal(signal.SIGTERM)
             assert second.wait(15) == 0

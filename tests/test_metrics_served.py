@@ -10,10 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from .test_reliability import install_plugin
+
+pytestmark = pytest.mark.both_backends
 
 PLUGIN = '''\
 from receiver import on

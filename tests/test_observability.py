@@ -1,4 +1,4 @@
-"""Issue 15 on both backends: the activity rollups and ``/api/activity``, what changed and
+"""On both backends: the activity rollups and ``/api/activity``, what changed and
 ``out_of_order``, handler health and bulk replay (page and CLI), ``/-/metrics`` access."""
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from receiver.handlers import signals
 from receiver.store import ActivityFilters, rollups
 
 from .test_store import make_delivery, make_event
+
+pytestmark = pytest.mark.both_backends
 
 JSON = {"Content-Type": "application/json"}
 

@@ -30,7 +30,8 @@ from receiver.store.postgres import MIGRATIONS, PostgresStore
 
 from .conftest import all_samples, free_port
 from .postgres import PostgresServer, start_throwaway
-from .test_reliability import install_plugin, licensespring_body, wait_for
+from .test_reliability import install_plugin, licensespring_body
+from .waiting import wait_for
 
 RECORDING_HANDLER = '''\
 import os
@@ -100,10 +101,17 @@ def test_two_nodes_store_each_event_once_and_run_it_once(serve, database, plugin
         assert len(event_ids) == 150
         assert store.table_counts()["deliveries"] == 300
         assert all(event.delivery_count == 2 for event in store.iter_events(EventFilters()))
-        wait_for(lambda: set(handled_ids(handled)) >= set(event_ids))
-        time.sleep(1)  # a second run, if any, would show up by now
+        def recorded_runs() -> int:
+            return sum(run["handler"] == "node_hooks.record"
+                       for event_id in event_ids for run in store.runs_for_event(event_id))
+
+        # Settled: every event dispatched, and each run in the log recorded (none under way).
+        wait_for(lambda: set(handled_ids(handled)) >= set(event_ids), timeout=30,
+                 message="not every event was handled")
+        wait_for(lambda: not store.list_events(EventFilters(dispatch_status="pending"))[0]
+                 and recorded_runs() == len(handled_ids(handled)), timeout=30,
+                 message="dispatch did not settle")
         assert sorted(handled_ids(handled)) == sorted(event_ids), "an event ran twice"
-        assert store.list_events(EventFilters(dispatch_status="pending"))[0] == []
     finally:
         store.close()
     for node in nodes:
@@ -136,7 +144,7 @@ def test_a_killed_node_loses_nothing_and_its_leases_move_on(serve, database,
                     accepted[answer.json()["delivery_id"]] = hashlib.sha256(body).hexdigest()
 
     def killer() -> None:
-        wait_for(lambda: len(accepted) > 100)
+        wait_for(lambda: len(accepted) > 100, timeout=30)
         os.killpg(doomed.process.pid, signal.SIGKILL)
         killed.set()
 
@@ -233,9 +241,9 @@ def test_postgresql_stopped_under_load_answers_503_then_serves_again(serve,
     for thread in threads:
         thread.start()
     try:
-        wait_for(lambda: len(answers) > 50)
+        wait_for(lambda: len(answers) > 50, timeout=30)
         own_postgres.stop("fast")
-        wait_for(lambda: sum(1 for answer in answers if answer[0] == 503) > 10)
+        wait_for(lambda: sum(1 for answer in answers if answer[0] == 503) > 10, timeout=30)
         page = requests.get(node.url + "/api/events", timeout=30)
         assert page.status_code == 503 and "database is unavailable" in page.json()["error"]
         assert page.headers["Retry-After"]
@@ -245,7 +253,7 @@ def test_postgresql_stopped_under_load_answers_503_then_serves_again(serve,
         mark = len(answers)
         wait_for(lambda: any(answer[0] == 200 for answer in answers[mark:]), timeout=60)
         mark = len(answers)
-        wait_for(lambda: len(answers) > mark + 30)
+        wait_for(lambda: len(answers) > mark + 30, timeout=30)
     finally:
         stop.set()
         for thread in threads:
@@ -469,8 +477,8 @@ def test_search_pages_match_a_plain_filter_across_the_window(database, monkeypat
 
 
 def test_one_time_login_nonce_is_used_once_across_nodes(database) -> None:
-    """For the one-time sign-in links (``Store.use_login_nonce`` on main): the first call on
-    any node wins."""
+    """For the one-time sign-in links (``Store.use_login_nonce``): the first call on any node
+    wins."""
     first, second = PostgresStore(database), PostgresStore(database)
     try:
         assert first.use_login_nonce("n-1") is True

@@ -25,6 +25,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from .waiting import wait_for
+
 DATA = Path(__file__).resolve().parent / "data"
 
 
@@ -66,16 +68,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-def wait_for(predicate, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.mark.parametrize("worker_args", [
@@ -166,7 +158,7 @@ def test_sigkill_a_worker_while_posting_loses_nothing(serve, tmp_path) -> None:
                 assert response.status_code != 500
 
     def killer() -> None:
-        wait_for(lambda: len(accepted) > 150)
+        wait_for(lambda: len(accepted) > 150, timeout=30)
         victim = worker_pids(server.process.pid)[0]
         os.kill(victim, signal.SIGKILL)
         killed.set()

@@ -10,6 +10,10 @@ from receiver.events import Delivery, NormalizedEvent
 from receiver.store import DeliveryFilters, EventFilters
 from receiver.store.upkeep import Upkeep, retention_cutoff
 
+from .waiting import wait_for
+
+pytestmark = pytest.mark.both_backends
+
 
 def add(store, external_id: str, received_at: str, event_type: str = "license.created",
         body: bytes = b"{}") -> int:
@@ -84,9 +88,9 @@ def test_freed_pages_are_reused_without_vacuum(store) -> None:
 
 @pytest.mark.sqlite_only
 def test_purge_lets_a_waiting_writer_in_between_its_batches(store, db_path) -> None:
-    """The write lock (``flock``) is not a queue: a purge that took it back at once after
-    each batch kept ingest in other processes waiting until the purge was nearly done. A
-    writer that starts waiting while a purge runs in another process (as ``receiver purge``
+    """The write lock (``flock``) is not a queue, so a purge does not take it back at once
+    after each batch: it lets writers of other processes in between its batches. A writer
+    that starts waiting while a purge runs in another process (as ``receiver purge``
     beside ``receiver serve``) gets its turn long before the purge's last batch."""
     import subprocess
     import sys
@@ -97,8 +101,14 @@ def test_purge_lets_a_waiting_writer_in_between_its_batches(store, db_path) -> N
               "open_store(sys.argv[1]).purge('2025-01-01T00:00:00.000Z', batch=2)")
     purge = subprocess.Popen([sys.executable, "-c", script, db_path])
     try:
-        while store.event_counts()["events"] == 400:  # wait for its first batch
+        def first_batch_deleted() -> bool:
+            if store.event_counts()["events"] < 400:
+                return True
             assert purge.poll() is None, "the purge ended before it deleted anything"
+            return False
+
+        wait_for(first_batch_deleted, timeout=60, interval=0,
+                 message="the purge deleted nothing")
         add(store, "new", "2999-01-01T00:00:00.000Z")
         left_when_written = store.event_counts()["events"] - 1
     finally:

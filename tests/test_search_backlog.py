@@ -6,7 +6,6 @@ past the index's watermark; PostgreSQL: in its search queue), with the same answ
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +25,9 @@ from receiver.store.upkeep import (
 
 from . import bulk
 from .conftest import Server
+from .waiting import wait_for
+
+pytestmark = pytest.mark.both_backends
 
 RECENT_SCAN = sqlite_search.RECENT_SCAN
 PG_RECENT_SCAN = postgres_search.RECENT_SCAN
@@ -279,9 +281,8 @@ def test_a_served_receiver_indexes_the_backlog_in_the_background(
 
     first = answer()
     assert len(first["events"]) == 500 and first["events"][0]["id"] == 8000
-    deadline = time.monotonic() + 120
-    while answer()["not_yet_searchable"] and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for(lambda: answer()["not_yet_searchable"] == 0, timeout=120, interval=0.2,
+             message=lambda: "the backlog was not indexed:\n" + server.output()[-2000:])
     found, cursor = 0, None
     while True:
         page = answer(cursor)
