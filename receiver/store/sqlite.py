@@ -200,7 +200,7 @@ class SQLiteStore(ActivityQueries, Store):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._writer = WriterQueue(os.path.abspath(path) + ".lock")
+        self._writer = WriteLock(os.path.abspath(path) + ".lock")
         self._search = SearchIndex(self)
         self._upkeep: dict[str, tuple[int, int]] = {}  # job -> (pid, descriptor) held
 
@@ -842,9 +842,14 @@ class SQLiteStore(ActivityQueries, Store):
         return int(row[0][0] or upto)
 
 
-class WriterQueue:
-    """Serialize writers: a lock between this process's threads, then ``flock`` on a file
-    beside the database between processes (re-opened after a fork)."""
+class WriteLock:
+    """The lock every write transaction takes first: a lock between this process's threads,
+    then ``flock`` on a file beside the database between processes (re-opened after a fork).
+
+    SQLite lets one writer in at a time and makes the others sleep and retry in its busy
+    handler, so a writer may wake long after the lock was free; waiting here instead, the
+    next writer wakes the moment the last one commits.
+    """
 
     def __init__(self, path: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
                  max_size: int | None = None) -> None:
