@@ -297,13 +297,14 @@ class PostgresStore(ActivityQueries, Store):
         with self.connection() as conn, conn.transaction():
             yield conn
 
-    def _rows(self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()
-              ) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+             ) -> list[tuple[Any, ...]]:
         with self.connection() as conn:
-            return conn.execute(query, params).fetchall()
+            return conn.execute(sql, params).fetchall()
 
-    def _one(self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
-        rows = self._rows(query, params)
+    def one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
+        """The first row of ``rows``, None when there is none."""
+        rows = self.rows(sql, params)
         return rows[0] if rows else None
 
     def migrate(self) -> None:
@@ -341,13 +342,13 @@ class PostgresStore(ActivityQueries, Store):
     def secret_key(self) -> str:
         """Kept in the database: every node behind one load balancer signs with it."""
         key = base64.urlsafe_b64encode(os.urandom(32)).decode()
-        row = self._one(
+        row = self.one(
             "WITH made AS (INSERT INTO receiver_settings (name, value) VALUES ('secret_key', %s)"
             " ON CONFLICT (name) DO NOTHING RETURNING value)"
             " SELECT value FROM made UNION ALL"
             " SELECT value FROM receiver_settings WHERE name = 'secret_key'", (key,))
         if row is None:  # another node inserted it while this statement ran: read it now
-            row = self._one("SELECT value FROM receiver_settings WHERE name = 'secret_key'")
+            row = self.one("SELECT value FROM receiver_settings WHERE name = 'secret_key'")
         return str(row[0])
 
     def use_login_nonce(self, nonce: str) -> bool:
@@ -394,14 +395,14 @@ class PostgresStore(ActivityQueries, Store):
         params.update(storable_values(dict(
             source=source, status_code=status_code, error=error,
             signature_status=signature_status, signature_reason=signature_reason)))
-        return int(self._one(_SAVE_REJECTED, params)[0])
+        return int(self.one(_SAVE_REJECTED, params)[0])
 
     # -- events ------------------------------------------------------------------------
 
     def get_event(self, event_id: int) -> Event:
         if not 0 < event_id < 2**63:
             raise NotFound(f"no event with id {event_id}")
-        row = self._one(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = %s", (event_id,))
+        row = self.one(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = %s", (event_id,))
         if row is None:
             raise NotFound(f"no event with id {event_id}")
         return event_from_row(row)
@@ -414,7 +415,7 @@ class PostgresStore(ActivityQueries, Store):
             rows = self._search.page(filters, limit=limit, cursor=cursor)
             events = [event_from_row(row) for row in rows[:limit]]
             return events, str(events[-1].id) if len(rows) > limit else None
-        where, params = self._event_where(filters)
+        where, params = self.event_where(filters)
         if cursor is not None:
             where.append("id < %s")
             params.append(cursor)
@@ -422,7 +423,7 @@ class PostgresStore(ActivityQueries, Store):
         if where:
             query += " WHERE " + " AND ".join(where)
         query += " ORDER BY id DESC LIMIT %s"
-        rows = self._rows(query, [*params, limit + 1])
+        rows = self.rows(query, [*params, limit + 1])
         events = [event_from_row(row) for row in rows[:limit]]
         next_cursor = str(events[-1].id) if len(rows) > limit else None
         return events, next_cursor
@@ -439,16 +440,16 @@ class PostgresStore(ActivityQueries, Store):
         if filters.q is not None:
             yield from self._search.batches(filters, cursor=cursor, batch=batch)
             return
-        where, params = self._event_where(filters)
+        where, params = self.event_where(filters)
         by_window = filters.subject_id is None and filters.narrows()
-        lowest = int(self._one("SELECT coalesce(min(id), 0) FROM events")[0])
+        lowest = int(self.one("SELECT coalesce(min(id), 0) FROM events")[0])
         # A cursor past the newest event starts at the newest: windows above it are empty,
         # and walking them down from an id such as 6,000,000,000 never ends.
         top = min(cursor if cursor is not None else 2**63, self.newest_event_id() + 1)
         while True:
             bounds = ["id < %s"] + (["id >= %s"] if by_window else [])
             floor = max(top - EXPORT_WINDOW, lowest) if by_window else None
-            rows = self._rows(
+            rows = self.rows(
                 f"SELECT {EVENT_COLUMNS} FROM events WHERE "
                 + " AND ".join([*where, *bounds]) + " ORDER BY id DESC LIMIT %s",
                 [*params, top, *([floor] if by_window else []), batch])
@@ -460,13 +461,14 @@ class PostgresStore(ActivityQueries, Store):
             else:
                 return
 
-    def _event_where(self, filters: EventFilters) -> tuple[list[str], list[Any]]:
+    def event_where(self, filters: EventFilters) -> tuple[list[str], list[Any]]:
+        """WHERE terms for every filter but ``q`` (the search matches that itself)."""
         return event_filter_terms(filters, mark="%s")
 
     def event_counts(self) -> dict[str, int]:
         """Exact up to ``EXACT_COUNT_LIMIT`` rows a table, PostgreSQL's estimate above: load
         balancers ask every few seconds, and counting a million rows took 230 ms."""
-        row = self._one(
+        row = self.one(
             "SELECT " + ", ".join(
                 f"(SELECT CASE WHEN reltuples > {EXACT_COUNT_LIMIT} THEN reltuples::bigint"
                 f" ELSE (SELECT count(*) FROM {table}) END FROM pg_class"
@@ -474,12 +476,12 @@ class PostgresStore(ActivityQueries, Store):
         return {"events": int(row[0]), "deliveries": int(row[1])}
 
     def newest_event_id(self) -> int:
-        return int(self._one("SELECT coalesce(max(id), 0) FROM events")[0])
+        return int(self.one("SELECT coalesce(max(id), 0) FROM events")[0])
 
     def subject_timeline(self, event: Event, limit: int = 50) -> list[Event]:
         if not event.subject_id:
             return []
-        rows = self._rows(
+        rows = self.rows(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE subject_id = %s AND source = %s"
             " ORDER BY id DESC LIMIT %s", (event.subject_id, event.source, limit))
         return [event_from_row(row) for row in rows]
@@ -503,7 +505,7 @@ class PostgresStore(ActivityQueries, Store):
         """Old events with their deliveries and runs, a batch per transaction (each one short,
         so ingest on other connections never waits long); then old refused deliveries."""
         counts = {"events": 0, "deliveries": 0, "handler_runs": 0}
-        where, params = self._event_where(EventFilters(event_type=event_type))
+        where, params = self.event_where(EventFilters(event_type=event_type))
         where.append("received_at < %s")
         params.append(before)
         select = (f"SELECT id FROM events WHERE {' AND '.join(where)} ORDER BY id"
@@ -541,7 +543,7 @@ class PostgresStore(ActivityQueries, Store):
         if not 0 < delivery_id < 2**63:
             raise NotFound(f"no delivery with id {delivery_id}")
         columns = DELIVERY_COLUMNS + (", body" if with_body else "")
-        row = self._one(f"SELECT {columns} FROM deliveries WHERE id = %s", (delivery_id,))
+        row = self.one(f"SELECT {columns} FROM deliveries WHERE id = %s", (delivery_id,))
         if row is None:
             raise NotFound(f"no delivery with id {delivery_id}")
         return delivery_from_row(row, with_body=with_body)
@@ -565,7 +567,7 @@ class PostgresStore(ActivityQueries, Store):
         if where:
             query += " WHERE " + " AND ".join(where)
         query += f" ORDER BY id {order} LIMIT %s"
-        rows = self._rows(query, [*params, limit + 1])
+        rows = self.rows(query, [*params, limit + 1])
         deliveries = [delivery_from_row(row) for row in rows[:limit]]
         next_cursor = str(deliveries[-1]["id"]) if len(rows) > limit else None
         return deliveries, next_cursor
@@ -578,7 +580,7 @@ class PostgresStore(ActivityQueries, Store):
         missing id unless the delivery after it was stored more than ``FEED_SETTLE_SECONDS``
         ago (the missing one was rolled back: its statement would have timed out by then).
         """
-        rows = self._rows(
+        rows = self.rows(
             "SELECT id, stored_at < now() - make_interval(secs => %s) FROM deliveries"
             " WHERE id > %s ORDER BY id LIMIT 1000", (FEED_SETTLE_SECONDS, after))
         expected = after + 1
@@ -590,14 +592,14 @@ class PostgresStore(ActivityQueries, Store):
         return bound
 
     def deliveries_for_event(self, event_id: int) -> list[dict[str, Any]]:
-        rows = self._rows(f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = %s"
+        rows = self.rows(f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = %s"
                           " ORDER BY id", (event_id,))
         return [delivery_from_row(row) for row in rows]
 
     # -- handler runs and dispatch -----------------------------------------------------
 
     def runs_for_event(self, event_id: int) -> list[dict[str, Any]]:
-        rows = self._rows(f"SELECT {RUN_COLUMNS} FROM handler_runs WHERE event_id = %s"
+        rows = self.rows(f"SELECT {RUN_COLUMNS} FROM handler_runs WHERE event_id = %s"
                           " ORDER BY id", (event_id,))
         return [run_from_row(row) for row in rows]
 
@@ -612,7 +614,7 @@ class PostgresStore(ActivityQueries, Store):
         # this transaction alone): a claim lost in a crash of PostgreSQL only frees the
         # lease early. The runs that settle the event are committed durably.
         columns = ", ".join(f"events.{name}" for name in EVENT_FIELDS)
-        rows = self._rows(
+        rows = self.rows(
             "WITH claimed AS MATERIALIZED (SELECT id,"
             " set_config('synchronous_commit', 'off', true) FROM events WHERE dispatch_status ="
             f" 'pending' AND (lease_expires IS NULL OR lease_expires < {_NOW}){condition}"
@@ -632,7 +634,7 @@ class PostgresStore(ActivityQueries, Store):
                 (lease_seconds, owner)).rowcount
 
     def lease_owner(self, event_id: int) -> str | None:
-        row = self._one("SELECT lease_owner FROM events WHERE id = %s", (event_id,))
+        row = self.one("SELECT lease_owner FROM events WHERE id = %s", (event_id,))
         return row[0] if row else None
 
     def record_runs(self, event_id: int, runs: Sequence[Mapping[str, Any]], *, trigger: str,
@@ -660,7 +662,7 @@ class PostgresStore(ActivityQueries, Store):
 
     def copy_rows(self, table: str, *, after: int, limit: int) -> list[dict[str, Any]]:
         columns = COPY_COLUMNS[table]
-        rows = self._rows(f"SELECT {', '.join(columns)} FROM {table} WHERE id > %s"
+        rows = self.rows(f"SELECT {', '.join(columns)} FROM {table} WHERE id > %s"
                           " ORDER BY id LIMIT %s", (after, limit))
         return [dict(zip(columns, row, strict=True)) for row in rows]
 
@@ -687,8 +689,8 @@ class PostgresStore(ActivityQueries, Store):
         return inserted
 
     def table_counts(self) -> dict[str, int]:
-        row = self._one("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries),"
-                        " (SELECT count(*) FROM handler_runs)")
+        row = self.one("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries),"
+                       " (SELECT count(*) FROM handler_runs)")
         return {"events": int(row[0]), "deliveries": int(row[1]), "handler_runs": int(row[2])}
 
     # -- activity rollups (the queries are in activity_queries.py) -----------------------
