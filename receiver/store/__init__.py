@@ -15,11 +15,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..config import backend_of
 from ..errors import ConfigError
-from .base import ActivityFilters, DeliveryFilters, EventFilters, Saved, Store
+from .base import MAX_ID, ActivityFilters, DeliveryFilters, EventFilters, Saved, Store
 from .sqlite import SQLiteStore
 
-__all__ = ["ActivityFilters", "DeliveryFilters", "EventFilters", "SQLiteStore", "Saved",
-           "Store", "open_store", "backend_of", "shown"]
+__all__ = ["MAX_ID", "ActivityFilters", "DeliveryFilters", "EventFilters", "SQLiteStore",
+           "Saved", "Store", "open_store", "backend_of", "shown"]
 
 def shown(database: str) -> str:
     """The setting as it may be printed: a URL's password replaced by ``***``."""
