@@ -32,22 +32,19 @@ from typing import Any
 import psycopg
 import psycopg_pool
 
-from ..errors import NotFound, StorageUnavailable
+from ..errors import StorageUnavailable
 from ..events import Delivery, Event, NormalizedEvent, utc_now_iso
 from .activity_queries import SCHEMA as ACTIVITY_SCHEMA
 from .activity_queries import ActivityQueries, ExecuteMany, Fetch
 from .base import (
     COPY_COLUMNS,
-    DELIVERY_FIELDS,
     EVENT_FIELDS,
     EXPORT_BATCH,
-    RUN_FIELDS,
-    DeliveryFilters,
+    EXPORT_WINDOW,
     EventFilters,
     RawEvent,
     Saved,
     Store,
-    delivery_from_row,
     delivery_values,
     event_from_row,
     event_values,
@@ -57,7 +54,17 @@ from .base import (
     storable_values,
 )
 from .postgres_search import INDEX_BATCH, PostgresSearch
-from .where import delivery_filter_terms, event_filter_terms
+from .row_queries import (
+    EVENT_COLUMNS,
+    RUN_COLUMNS,
+    RowReads,
+    export_start,
+    export_windows,
+    keyset_page,
+    keyset_query,
+    purge_refused,
+)
+from .where import event_filter_terms
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +75,6 @@ MIGRATION_LOCK = 0x7265636569766572
 FEED_SETTLE_SECONDS = 30
 STATEMENT_TIMEOUT_MS = 20_000
 EXACT_COUNT_LIMIT = 100_000  # rows a table above which health reports the planner's estimate
-EXPORT_WINDOW = 50_000  # ids an export with common filters reads per batch, in id order
 #: How often a process re-checks the upkeep lock it holds, or tries again for one it lacks.
 UPKEEP_RECHECK_SECONDS = 10.0
 #: How the server probes the session holding upkeep locks (ignored on a Unix socket).
@@ -176,9 +182,6 @@ MIGRATIONS: list[tuple[int, str, str]] = [
 #: statements would have timed out (``STATEMENT_TIMEOUT_MS``) by then.
 ROLLUP_SETTLE_SECONDS = 2 * STATEMENT_TIMEOUT_MS // 1000 + 5
 
-EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
-DELIVERY_COLUMNS = ", ".join(DELIVERY_FIELDS)
-RUN_COLUMNS = ", ".join(RUN_FIELDS)
 _NOW = "extract(epoch FROM clock_timestamp())"
 
 _DELIVERY_INSERT_COLUMNS = (
@@ -228,8 +231,10 @@ def _unavailable(error: Exception) -> StorageUnavailable:
     return StorageUnavailable(f"the database is unavailable: {reason}")
 
 
-class PostgresStore(ActivityQueries, Store):
+class PostgresStore(ActivityQueries, RowReads, Store):
     """A pool of connections per process; every method is one short transaction."""
+
+    MARK = "%s"
 
     def __init__(self, url: str, *, pool_size: int = 4, timeout_ms: int = 5000,
                  prepare: bool = True) -> None:
@@ -399,34 +404,17 @@ class PostgresStore(ActivityQueries, Store):
 
     # -- events ------------------------------------------------------------------------
 
-    def get_event(self, event_id: int) -> Event:
-        if not 0 < event_id < 2**63:
-            raise NotFound(f"no event with id {event_id}")
-        row = self.one(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = %s", (event_id,))
-        if row is None:
-            raise NotFound(f"no event with id {event_id}")
-        return event_from_row(row)
-
     def list_events(self, filters: EventFilters, *, limit: int = 50,
                     cursor: int | None = None) -> tuple[list[Event], str | None]:
         """Newest first, keyset on id. The planner walks the primary key backwards for a
         common filter and goes to the filter's index (then sorts) for a rare one."""
         if filters.q is not None:
             rows = self._search.page(filters, limit=limit, cursor=cursor)
-            events = [event_from_row(row) for row in rows[:limit]]
-            return events, str(events[-1].id) if len(rows) > limit else None
-        where, params = self.event_where(filters)
-        if cursor is not None:
-            where.append("id < %s")
-            params.append(cursor)
-        query = f"SELECT {EVENT_COLUMNS} FROM events"
-        if where:
-            query += " WHERE " + " AND ".join(where)
-        query += " ORDER BY id DESC LIMIT %s"
-        rows = self.rows(query, [*params, limit + 1])
-        events = [event_from_row(row) for row in rows[:limit]]
-        next_cursor = str(events[-1].id) if len(rows) > limit else None
-        return events, next_cursor
+        else:
+            where, params = self.event_where(filters)
+            rows = self.rows(*keyset_query(EVENT_COLUMNS, "events", where, params, mark="%s",
+                                           limit=limit + 1, below=cursor))
+        return keyset_page(rows, limit, event_from_row)
 
     def event_batches(self, filters: EventFilters, *, cursor: int | None = None,
                       batch: int = EXPORT_BATCH) -> Iterator[list[RawEvent]]:
@@ -443,23 +431,12 @@ class PostgresStore(ActivityQueries, Store):
         where, params = self.event_where(filters)
         by_window = filters.subject_id is None and filters.narrows()
         lowest = int(self.one("SELECT coalesce(min(id), 0) FROM events")[0])
-        # A cursor past the newest event starts at the newest: windows above it are empty,
-        # and walking them down from an id such as 6,000,000,000 never ends.
-        top = min(cursor if cursor is not None else 2**63, self.newest_event_id() + 1)
-        while True:
-            bounds = ["id < %s"] + (["id >= %s"] if by_window else [])
-            floor = max(top - EXPORT_WINDOW, lowest) if by_window else None
-            rows = self.rows(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE "
-                + " AND ".join([*where, *bounds]) + " ORDER BY id DESC LIMIT %s",
-                [*params, top, *([floor] if by_window else []), batch])
-            yield rows
-            if len(rows) == batch:
-                top = rows[-1][0]
-            elif floor is not None and floor > lowest:
-                top = floor
-            else:
-                return
+        yield from export_windows(
+            lambda below, floor: self.rows(*keyset_query(
+                EVENT_COLUMNS, "events", where, params, mark="%s", limit=batch, below=below,
+                floor=floor)),
+            top=export_start(cursor, self.newest_event_id()), lowest=lowest,
+            by_window=by_window, window=EXPORT_WINDOW, batch=batch)
 
     def event_where(self, filters: EventFilters) -> tuple[list[str], list[Any]]:
         """WHERE terms for every filter but ``q`` (the search matches that itself)."""
@@ -474,17 +451,6 @@ class PostgresStore(ActivityQueries, Store):
                 f" ELSE (SELECT count(*) FROM {table}) END FROM pg_class"
                 f" WHERE oid = '{table}'::regclass)" for table in ("events", "deliveries")))
         return {"events": int(row[0]), "deliveries": int(row[1])}
-
-    def newest_event_id(self) -> int:
-        return int(self.one("SELECT coalesce(max(id), 0) FROM events")[0])
-
-    def subject_timeline(self, event: Event, limit: int = 50) -> list[Event]:
-        if not event.subject_id:
-            return []
-        rows = self.rows(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE subject_id = %s AND source = %s"
-            " ORDER BY id DESC LIMIT %s", (event.subject_id, event.source, limit))
-        return [event_from_row(row) for row in rows]
 
     # -- upkeep ------------------------------------------------------------------------
 
@@ -526,53 +492,18 @@ class PostgresStore(ActivityQueries, Store):
                 counts["events"] += conn.execute(
                     "DELETE FROM events WHERE id = ANY(%s)", (ids,)).rowcount
         if event_type is None:
-            while True:
-                with self.connection() as conn:
-                    deleted = conn.execute(
-                        "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE"
-                        f" event_id IS NULL AND received_at < %s ORDER BY id LIMIT {int(batch)})",
-                        (before,)).rowcount
-                counts["deliveries"] += deleted
-                if deleted < batch:
-                    break
+            counts["deliveries"] += purge_refused(self._execute, before, mark="%s",
+                                                  batch=batch)
         return counts
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> int:
+        """One statement in a transaction of its own; returns its row count."""
+        with self.connection() as conn:
+            return conn.execute(sql, params).rowcount
 
     # -- deliveries --------------------------------------------------------------------
 
-    def get_delivery(self, delivery_id: int, *, with_body: bool = False) -> dict[str, Any]:
-        if not 0 < delivery_id < 2**63:
-            raise NotFound(f"no delivery with id {delivery_id}")
-        columns = DELIVERY_COLUMNS + (", body" if with_body else "")
-        row = self.one(f"SELECT {columns} FROM deliveries WHERE id = %s", (delivery_id,))
-        if row is None:
-            raise NotFound(f"no delivery with id {delivery_id}")
-        return delivery_from_row(row, with_body=with_body)
-
-    def list_deliveries(self, filters: DeliveryFilters, *, limit: int = 50,
-                        cursor: int | None = None, after: int | None = None
-                        ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first; with ``after`` a feed, oldest first, that never steps over a
-        delivery still being committed (see ``_settled``)."""
-        where, params = delivery_filter_terms(filters, mark="%s")
-        if cursor is not None:
-            where.append("id < %s")
-            params.append(cursor)
-        order = "DESC"
-        if after is not None:
-            bound = self._settled(after)
-            where.append("id > %s AND id <= %s")
-            params.extend([after, bound])
-            order = "ASC"
-        query = f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
-        if where:
-            query += " WHERE " + " AND ".join(where)
-        query += f" ORDER BY id {order} LIMIT %s"
-        rows = self.rows(query, [*params, limit + 1])
-        deliveries = [delivery_from_row(row) for row in rows[:limit]]
-        next_cursor = str(deliveries[-1]["id"]) if len(rows) > limit else None
-        return deliveries, next_cursor
-
-    def _settled(self, after: int) -> int:
+    def _feed_upto(self, after: int) -> int:
         """The highest delivery id up to which nothing can still appear.
 
         Concurrent transactions commit out of id order: id 8 may become visible after 9.
@@ -591,17 +522,7 @@ class PostgresStore(ActivityQueries, Store):
             bound, expected = delivery_id, delivery_id + 1
         return bound
 
-    def deliveries_for_event(self, event_id: int) -> list[dict[str, Any]]:
-        rows = self.rows(f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = %s"
-                          " ORDER BY id", (event_id,))
-        return [delivery_from_row(row) for row in rows]
-
     # -- handler runs and dispatch -----------------------------------------------------
-
-    def runs_for_event(self, event_id: int) -> list[dict[str, Any]]:
-        rows = self.rows(f"SELECT {RUN_COLUMNS} FROM handler_runs WHERE event_id = %s"
-                          " ORDER BY id", (event_id,))
-        return [run_from_row(row) for row in rows]
 
     def claim_pending(self, owner: str, *, lease_seconds: float, limit: int = 20,
                       event_id: int | None = None) -> list[Event]:
@@ -633,10 +554,6 @@ class PostgresStore(ActivityQueries, Store):
                 " AND set_config('synchronous_commit', 'off', true) IS NOT NULL",
                 (lease_seconds, owner)).rowcount
 
-    def lease_owner(self, event_id: int) -> str | None:
-        row = self.one("SELECT lease_owner FROM events WHERE id = %s", (event_id,))
-        return row[0] if row else None
-
     def record_runs(self, event_id: int, runs: Sequence[Mapping[str, Any]], *, trigger: str,
                     owner: str | None = None) -> list[dict[str, Any]]:
         with self.transaction() as conn:
@@ -659,12 +576,6 @@ class PostgresStore(ActivityQueries, Store):
         return stored
 
     # -- copy ----------------------------------------------------------------------------
-
-    def copy_rows(self, table: str, *, after: int, limit: int) -> list[dict[str, Any]]:
-        columns = COPY_COLUMNS[table]
-        rows = self.rows(f"SELECT {', '.join(columns)} FROM {table} WHERE id > %s"
-                          " ORDER BY id LIMIT %s", (after, limit))
-        return [dict(zip(columns, row, strict=True)) for row in rows]
 
     def insert_copied(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
         """Insert rows read from another store with their ids; rows already here (same id,

@@ -31,7 +31,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .base import EVENT_FIELDS, EventFilters
+from .base import EXPORT_WINDOW, EventFilters
+from .row_queries import EVENT_COLUMNS
 
 #: How many of the newest queued events a search matches itself, and at most how many bytes
 #: of their payloads one process keeps the words of (a payload may be megabytes).
@@ -41,8 +42,6 @@ RECENT_BYTES = 64 * 1024 * 1024
 INDEX_BATCH = 500
 #: Newest ids a search page reads in id order before it asks the GIN index for older ones.
 SEARCH_WINDOW = 5_000
-#: Indexed events an export of a search reads per window.
-EXPORT_WINDOW = 50_000
 #: The fields searched besides the payload's JSON text, in the order FTS5 indexes them.
 SEARCH_FIELDS = ("event_type", "vendor_event", "source", "subject_id", "account", "actor",
                  "external_id")
@@ -53,7 +52,6 @@ MAX_POSITION = 16383
 MAX_POSITIONS_PER_WORD = 256
 MAX_VECTOR_BYTES = 1_000_000
 
-EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
 _WORD = re.compile(r"(?:[^\W_]|[\ue000-\uf8ff\U000f0000-\U0010fffd])+")
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
 #: Between two fields in ``document``: a word of its own (an empty position), none of ours.
