@@ -71,7 +71,7 @@ def search_ids(store: Store, limit: int = 500, **filters: Any) -> list[int]:
 def indexed(store: Store) -> int:
     """How many events the search index holds."""
     if isinstance(store, PostgresStore):
-        return int(store._one("SELECT count(*) FROM event_search")[0])
+        return int(store.one("SELECT count(*) FROM event_search")[0])
     return int(store.conn.execute(  # type: ignore[attr-defined]
         "SELECT count(*) FROM events_fts_docsize").fetchone()[0])
 
@@ -101,7 +101,7 @@ def test_search_with_a_backlog_writes_nothing(loaded: Store) -> None:
     loaded.not_yet_searchable()
     assert indexed(loaded) == 0
     if isinstance(loaded, PostgresStore):
-        assert loaded._one("SELECT count(*) FROM search_queue")[0] == 300
+        assert loaded.one("SELECT count(*) FROM search_queue")[0] == 300
     else:
         assert loaded.conn.execute(  # type: ignore[attr-defined]
             "SELECT indexed_upto FROM search_state").fetchone()[0] == 0

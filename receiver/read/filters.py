@@ -9,17 +9,16 @@ from collections.abc import Mapping
 from ..config import SOURCES
 from ..dialects.base import iso_time
 from ..errors import BadRequest
-from ..store import ActivityFilters, DeliveryFilters, EventFilters, rollups
+from ..store import MAX_ID, ActivityFilters, DeliveryFilters, EventFilters, rollups
 
 SIGNATURE_STATUSES = ("valid", "invalid", "unsigned", "unchecked")
 DISPATCH_STATUSES = ("pending", "done", "failed")
 MAX_LIMIT = 500
-MAX_ID = 2**63 - 1  # SQLite's integer range
 DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 def parse_id(value: str | None, name: str) -> int | None:
-    """An id-like parameter (cursor, after): ASCII digits within SQLite's integer range."""
+    """An id-like parameter (cursor, after): ASCII digits within the stores' id range."""
     if value is None or value == "":
         return None
     if not DIGITS.fullmatch(value) or int(value) > MAX_ID:

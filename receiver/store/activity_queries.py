@@ -21,7 +21,6 @@ from typing import Any
 from ..events import Event
 from . import rollups
 from .base import (
-    EVENT_FIELDS,
     ROLLUP_PURGE_BATCH,
     RUN_FIELDS,
     ActivityFilters,
@@ -30,6 +29,7 @@ from .base import (
     run_from_row,
     storable_text,
 )
+from .row_queries import EVENT_COLUMNS
 from .where import equal_terms, event_type_condition
 
 #: Runs a statement with ``?`` placeholders and returns its rows (empty for a write).
@@ -97,7 +97,6 @@ ADD_RUNS = (
                 for column in HISTOGRAM))
 
 ORDER_KEY = "coalesce(occurred_at, received_at)"
-EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
 
 
 def _marks(values: Sequence[Any]) -> str:

@@ -47,6 +47,19 @@ RawEvent = tuple[Any, ...]
 
 #: Rows per batch of ``Store.event_batches``.
 EXPORT_BATCH = 5000
+#: Ids an export with common filters reads per batch, in id order (see ``event_batches``).
+EXPORT_WINDOW = 50_000
+
+#: Every stored id is below this: ids are positive 64-bit integers on both backends
+#: (SQLite's INTEGER, PostgreSQL's bigint), and a larger one overflows the drivers.
+ID_LIMIT = 2**63
+#: The largest id a row can have.
+MAX_ID = ID_LIMIT - 1
+
+
+def is_row_id(value: int) -> bool:
+    """Whether ``value`` can be a stored row's id (a query with a larger one would fail)."""
+    return 0 < value < ID_LIMIT
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -32,22 +32,19 @@ from typing import Any
 import psycopg
 import psycopg_pool
 
-from ..errors import NotFound, StorageUnavailable
+from ..errors import StorageUnavailable
 from ..events import Delivery, Event, NormalizedEvent, utc_now_iso
 from .activity_queries import SCHEMA as ACTIVITY_SCHEMA
 from .activity_queries import ActivityQueries, ExecuteMany, Fetch
 from .base import (
     COPY_COLUMNS,
-    DELIVERY_FIELDS,
     EVENT_FIELDS,
     EXPORT_BATCH,
-    RUN_FIELDS,
-    DeliveryFilters,
+    EXPORT_WINDOW,
     EventFilters,
     RawEvent,
     Saved,
     Store,
-    delivery_from_row,
     delivery_values,
     event_from_row,
     event_values,
@@ -57,7 +54,17 @@ from .base import (
     storable_values,
 )
 from .postgres_search import INDEX_BATCH, PostgresSearch
-from .where import delivery_filter_terms, event_filter_terms
+from .row_queries import (
+    EVENT_COLUMNS,
+    RUN_COLUMNS,
+    RowReads,
+    export_start,
+    export_windows,
+    keyset_page,
+    keyset_query,
+    purge_refused,
+)
+from .where import event_filter_terms
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +75,6 @@ MIGRATION_LOCK = 0x7265636569766572
 FEED_SETTLE_SECONDS = 30
 STATEMENT_TIMEOUT_MS = 20_000
 EXACT_COUNT_LIMIT = 100_000  # rows a table above which health reports the planner's estimate
-EXPORT_WINDOW = 50_000  # ids an export with common filters reads per batch, in id order
 #: How often a process re-checks the upkeep lock it holds, or tries again for one it lacks.
 UPKEEP_RECHECK_SECONDS = 10.0
 #: How the server probes the session holding upkeep locks (ignored on a Unix socket).
@@ -176,9 +182,6 @@ MIGRATIONS: list[tuple[int, str, str]] = [
 #: statements would have timed out (``STATEMENT_TIMEOUT_MS``) by then.
 ROLLUP_SETTLE_SECONDS = 2 * STATEMENT_TIMEOUT_MS // 1000 + 5
 
-EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
-DELIVERY_COLUMNS = ", ".join(DELIVERY_FIELDS)
-RUN_COLUMNS = ", ".join(RUN_FIELDS)
 _NOW = "extract(epoch FROM clock_timestamp())"
 
 _DELIVERY_INSERT_COLUMNS = (
@@ -228,8 +231,10 @@ def _unavailable(error: Exception) -> StorageUnavailable:
     return StorageUnavailable(f"the database is unavailable: {reason}")
 
 
-class PostgresStore(ActivityQueries, Store):
+class PostgresStore(ActivityQueries, RowReads, Store):
     """A pool of connections per process; every method is one short transaction."""
+
+    MARK = "%s"
 
     def __init__(self, url: str, *, pool_size: int = 4, timeout_ms: int = 5000,
                  prepare: bool = True) -> None:
@@ -297,13 +302,14 @@ class PostgresStore(ActivityQueries, Store):
         with self.connection() as conn, conn.transaction():
             yield conn
 
-    def _rows(self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()
-              ) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+             ) -> list[tuple[Any, ...]]:
         with self.connection() as conn:
-            return conn.execute(query, params).fetchall()
+            return conn.execute(sql, params).fetchall()
 
-    def _one(self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
-        rows = self._rows(query, params)
+    def one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
+        """The first row of ``rows``, None when there is none."""
+        rows = self.rows(sql, params)
         return rows[0] if rows else None
 
     def migrate(self) -> None:
@@ -341,13 +347,13 @@ class PostgresStore(ActivityQueries, Store):
     def secret_key(self) -> str:
         """Kept in the database: every node behind one load balancer signs with it."""
         key = base64.urlsafe_b64encode(os.urandom(32)).decode()
-        row = self._one(
+        row = self.one(
             "WITH made AS (INSERT INTO receiver_settings (name, value) VALUES ('secret_key', %s)"
             " ON CONFLICT (name) DO NOTHING RETURNING value)"
             " SELECT value FROM made UNION ALL"
             " SELECT value FROM receiver_settings WHERE name = 'secret_key'", (key,))
         if row is None:  # another node inserted it while this statement ran: read it now
-            row = self._one("SELECT value FROM receiver_settings WHERE name = 'secret_key'")
+            row = self.one("SELECT value FROM receiver_settings WHERE name = 'secret_key'")
         return str(row[0])
 
     def use_login_nonce(self, nonce: str) -> bool:
@@ -394,17 +400,9 @@ class PostgresStore(ActivityQueries, Store):
         params.update(storable_values(dict(
             source=source, status_code=status_code, error=error,
             signature_status=signature_status, signature_reason=signature_reason)))
-        return int(self._one(_SAVE_REJECTED, params)[0])
+        return int(self.one(_SAVE_REJECTED, params)[0])
 
     # -- events ------------------------------------------------------------------------
-
-    def get_event(self, event_id: int) -> Event:
-        if not 0 < event_id < 2**63:
-            raise NotFound(f"no event with id {event_id}")
-        row = self._one(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = %s", (event_id,))
-        if row is None:
-            raise NotFound(f"no event with id {event_id}")
-        return event_from_row(row)
 
     def list_events(self, filters: EventFilters, *, limit: int = 50,
                     cursor: int | None = None) -> tuple[list[Event], str | None]:
@@ -412,20 +410,11 @@ class PostgresStore(ActivityQueries, Store):
         common filter and goes to the filter's index (then sorts) for a rare one."""
         if filters.q is not None:
             rows = self._search.page(filters, limit=limit, cursor=cursor)
-            events = [event_from_row(row) for row in rows[:limit]]
-            return events, str(events[-1].id) if len(rows) > limit else None
-        where, params = self._event_where(filters)
-        if cursor is not None:
-            where.append("id < %s")
-            params.append(cursor)
-        query = f"SELECT {EVENT_COLUMNS} FROM events"
-        if where:
-            query += " WHERE " + " AND ".join(where)
-        query += " ORDER BY id DESC LIMIT %s"
-        rows = self._rows(query, [*params, limit + 1])
-        events = [event_from_row(row) for row in rows[:limit]]
-        next_cursor = str(events[-1].id) if len(rows) > limit else None
-        return events, next_cursor
+        else:
+            where, params = self.event_where(filters)
+            rows = self.rows(*keyset_query(EVENT_COLUMNS, "events", where, params, mark="%s",
+                                           limit=limit + 1, below=cursor))
+        return keyset_page(rows, limit, event_from_row)
 
     def event_batches(self, filters: EventFilters, *, cursor: int | None = None,
                       batch: int = EXPORT_BATCH) -> Iterator[list[RawEvent]]:
@@ -439,50 +428,29 @@ class PostgresStore(ActivityQueries, Store):
         if filters.q is not None:
             yield from self._search.batches(filters, cursor=cursor, batch=batch)
             return
-        where, params = self._event_where(filters)
+        where, params = self.event_where(filters)
         by_window = filters.subject_id is None and filters.narrows()
-        lowest = int(self._one("SELECT coalesce(min(id), 0) FROM events")[0])
-        # A cursor past the newest event starts at the newest: windows above it are empty,
-        # and walking them down from an id such as 6,000,000,000 never ends.
-        top = min(cursor if cursor is not None else 2**63, self.newest_event_id() + 1)
-        while True:
-            bounds = ["id < %s"] + (["id >= %s"] if by_window else [])
-            floor = max(top - EXPORT_WINDOW, lowest) if by_window else None
-            rows = self._rows(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE "
-                + " AND ".join([*where, *bounds]) + " ORDER BY id DESC LIMIT %s",
-                [*params, top, *([floor] if by_window else []), batch])
-            yield rows
-            if len(rows) == batch:
-                top = rows[-1][0]
-            elif floor is not None and floor > lowest:
-                top = floor
-            else:
-                return
+        lowest = int(self.one("SELECT coalesce(min(id), 0) FROM events")[0])
+        yield from export_windows(
+            lambda below, floor: self.rows(*keyset_query(
+                EVENT_COLUMNS, "events", where, params, mark="%s", limit=batch, below=below,
+                floor=floor)),
+            top=export_start(cursor, self.newest_event_id()), lowest=lowest,
+            by_window=by_window, window=EXPORT_WINDOW, batch=batch)
 
-    def _event_where(self, filters: EventFilters) -> tuple[list[str], list[Any]]:
+    def event_where(self, filters: EventFilters) -> tuple[list[str], list[Any]]:
+        """WHERE terms for every filter but ``q`` (the search matches that itself)."""
         return event_filter_terms(filters, mark="%s")
 
     def event_counts(self) -> dict[str, int]:
         """Exact up to ``EXACT_COUNT_LIMIT`` rows a table, PostgreSQL's estimate above: load
         balancers ask every few seconds, and counting a million rows took 230 ms."""
-        row = self._one(
+        row = self.one(
             "SELECT " + ", ".join(
                 f"(SELECT CASE WHEN reltuples > {EXACT_COUNT_LIMIT} THEN reltuples::bigint"
                 f" ELSE (SELECT count(*) FROM {table}) END FROM pg_class"
                 f" WHERE oid = '{table}'::regclass)" for table in ("events", "deliveries")))
         return {"events": int(row[0]), "deliveries": int(row[1])}
-
-    def newest_event_id(self) -> int:
-        return int(self._one("SELECT coalesce(max(id), 0) FROM events")[0])
-
-    def subject_timeline(self, event: Event, limit: int = 50) -> list[Event]:
-        if not event.subject_id:
-            return []
-        rows = self._rows(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE subject_id = %s AND source = %s"
-            " ORDER BY id DESC LIMIT %s", (event.subject_id, event.source, limit))
-        return [event_from_row(row) for row in rows]
 
     # -- upkeep ------------------------------------------------------------------------
 
@@ -503,7 +471,7 @@ class PostgresStore(ActivityQueries, Store):
         """Old events with their deliveries and runs, a batch per transaction (each one short,
         so ingest on other connections never waits long); then old refused deliveries."""
         counts = {"events": 0, "deliveries": 0, "handler_runs": 0}
-        where, params = self._event_where(EventFilters(event_type=event_type))
+        where, params = self.event_where(EventFilters(event_type=event_type))
         where.append("received_at < %s")
         params.append(before)
         select = (f"SELECT id FROM events WHERE {' AND '.join(where)} ORDER BY id"
@@ -524,53 +492,18 @@ class PostgresStore(ActivityQueries, Store):
                 counts["events"] += conn.execute(
                     "DELETE FROM events WHERE id = ANY(%s)", (ids,)).rowcount
         if event_type is None:
-            while True:
-                with self.connection() as conn:
-                    deleted = conn.execute(
-                        "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE"
-                        f" event_id IS NULL AND received_at < %s ORDER BY id LIMIT {int(batch)})",
-                        (before,)).rowcount
-                counts["deliveries"] += deleted
-                if deleted < batch:
-                    break
+            counts["deliveries"] += purge_refused(self._execute, before, mark="%s",
+                                                  batch=batch)
         return counts
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> int:
+        """One statement in a transaction of its own; returns its row count."""
+        with self.connection() as conn:
+            return conn.execute(sql, params).rowcount
 
     # -- deliveries --------------------------------------------------------------------
 
-    def get_delivery(self, delivery_id: int, *, with_body: bool = False) -> dict[str, Any]:
-        if not 0 < delivery_id < 2**63:
-            raise NotFound(f"no delivery with id {delivery_id}")
-        columns = DELIVERY_COLUMNS + (", body" if with_body else "")
-        row = self._one(f"SELECT {columns} FROM deliveries WHERE id = %s", (delivery_id,))
-        if row is None:
-            raise NotFound(f"no delivery with id {delivery_id}")
-        return delivery_from_row(row, with_body=with_body)
-
-    def list_deliveries(self, filters: DeliveryFilters, *, limit: int = 50,
-                        cursor: int | None = None, after: int | None = None
-                        ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first; with ``after`` a feed, oldest first, that never steps over a
-        delivery still being committed (see ``_settled``)."""
-        where, params = delivery_filter_terms(filters, mark="%s")
-        if cursor is not None:
-            where.append("id < %s")
-            params.append(cursor)
-        order = "DESC"
-        if after is not None:
-            bound = self._settled(after)
-            where.append("id > %s AND id <= %s")
-            params.extend([after, bound])
-            order = "ASC"
-        query = f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
-        if where:
-            query += " WHERE " + " AND ".join(where)
-        query += f" ORDER BY id {order} LIMIT %s"
-        rows = self._rows(query, [*params, limit + 1])
-        deliveries = [delivery_from_row(row) for row in rows[:limit]]
-        next_cursor = str(deliveries[-1]["id"]) if len(rows) > limit else None
-        return deliveries, next_cursor
-
-    def _settled(self, after: int) -> int:
+    def _feed_upto(self, after: int) -> int:
         """The highest delivery id up to which nothing can still appear.
 
         Concurrent transactions commit out of id order: id 8 may become visible after 9.
@@ -578,7 +511,7 @@ class PostgresStore(ActivityQueries, Store):
         missing id unless the delivery after it was stored more than ``FEED_SETTLE_SECONDS``
         ago (the missing one was rolled back: its statement would have timed out by then).
         """
-        rows = self._rows(
+        rows = self.rows(
             "SELECT id, stored_at < now() - make_interval(secs => %s) FROM deliveries"
             " WHERE id > %s ORDER BY id LIMIT 1000", (FEED_SETTLE_SECONDS, after))
         expected = after + 1
@@ -589,17 +522,7 @@ class PostgresStore(ActivityQueries, Store):
             bound, expected = delivery_id, delivery_id + 1
         return bound
 
-    def deliveries_for_event(self, event_id: int) -> list[dict[str, Any]]:
-        rows = self._rows(f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = %s"
-                          " ORDER BY id", (event_id,))
-        return [delivery_from_row(row) for row in rows]
-
     # -- handler runs and dispatch -----------------------------------------------------
-
-    def runs_for_event(self, event_id: int) -> list[dict[str, Any]]:
-        rows = self._rows(f"SELECT {RUN_COLUMNS} FROM handler_runs WHERE event_id = %s"
-                          " ORDER BY id", (event_id,))
-        return [run_from_row(row) for row in rows]
 
     def claim_pending(self, owner: str, *, lease_seconds: float, limit: int = 20,
                       event_id: int | None = None) -> list[Event]:
@@ -612,7 +535,7 @@ class PostgresStore(ActivityQueries, Store):
         # this transaction alone): a claim lost in a crash of PostgreSQL only frees the
         # lease early. The runs that settle the event are committed durably.
         columns = ", ".join(f"events.{name}" for name in EVENT_FIELDS)
-        rows = self._rows(
+        rows = self.rows(
             "WITH claimed AS MATERIALIZED (SELECT id,"
             " set_config('synchronous_commit', 'off', true) FROM events WHERE dispatch_status ="
             f" 'pending' AND (lease_expires IS NULL OR lease_expires < {_NOW}){condition}"
@@ -630,10 +553,6 @@ class PostgresStore(ActivityQueries, Store):
                 " 'pending' AND lease_owner = %s"
                 " AND set_config('synchronous_commit', 'off', true) IS NOT NULL",
                 (lease_seconds, owner)).rowcount
-
-    def lease_owner(self, event_id: int) -> str | None:
-        row = self._one("SELECT lease_owner FROM events WHERE id = %s", (event_id,))
-        return row[0] if row else None
 
     def record_runs(self, event_id: int, runs: Sequence[Mapping[str, Any]], *, trigger: str,
                     owner: str | None = None) -> list[dict[str, Any]]:
@@ -658,12 +577,6 @@ class PostgresStore(ActivityQueries, Store):
 
     # -- copy ----------------------------------------------------------------------------
 
-    def copy_rows(self, table: str, *, after: int, limit: int) -> list[dict[str, Any]]:
-        columns = COPY_COLUMNS[table]
-        rows = self._rows(f"SELECT {', '.join(columns)} FROM {table} WHERE id > %s"
-                          " ORDER BY id LIMIT %s", (after, limit))
-        return [dict(zip(columns, row, strict=True)) for row in rows]
-
     def insert_copied(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
         """Insert rows read from another store with their ids; rows already here (same id,
         or for events the same source and external id) are skipped. Returns how many went
@@ -687,8 +600,8 @@ class PostgresStore(ActivityQueries, Store):
         return inserted
 
     def table_counts(self) -> dict[str, int]:
-        row = self._one("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries),"
-                        " (SELECT count(*) FROM handler_runs)")
+        row = self.one("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries),"
+                       " (SELECT count(*) FROM handler_runs)")
         return {"events": int(row[0]), "deliveries": int(row[1]), "handler_runs": int(row[2])}
 
     # -- activity rollups (the queries are in activity_queries.py) -----------------------

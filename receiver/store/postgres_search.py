@@ -27,13 +27,12 @@ import re
 import threading
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .base import EVENT_FIELDS, EventFilters
-
-if TYPE_CHECKING:
-    from .postgres import PostgresStore
+from .base import EXPORT_WINDOW, EventFilters
+from .row_queries import EVENT_COLUMNS
 
 #: How many of the newest queued events a search matches itself, and at most how many bytes
 #: of their payloads one process keeps the words of (a payload may be megabytes).
@@ -43,8 +42,6 @@ RECENT_BYTES = 64 * 1024 * 1024
 INDEX_BATCH = 500
 #: Newest ids a search page reads in id order before it asks the GIN index for older ones.
 SEARCH_WINDOW = 5_000
-#: Indexed events an export of a search reads per window.
-EXPORT_WINDOW = 50_000
 #: The fields searched besides the payload's JSON text, in the order FTS5 indexes them.
 SEARCH_FIELDS = ("event_type", "vendor_event", "source", "subject_id", "account", "actor",
                  "external_id")
@@ -55,7 +52,6 @@ MAX_POSITION = 16383
 MAX_POSITIONS_PER_WORD = 256
 MAX_VECTOR_BYTES = 1_000_000
 
-EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
 _WORD = re.compile(r"(?:[^\W_]|[\ue000-\uf8ff\U000f0000-\U0010fffd])+")
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
 #: Between two fields in ``document``: a word of its own (an empty position), none of ours.
@@ -221,10 +217,26 @@ class Scope:
                 and self.texts[event_id].matches(phrases)]
 
 
+class SearchedStore(Protocol):
+    """What the search needs of ``PostgresStore``: its reads, a write transaction, and the
+    WHERE terms of the filters other than ``q``."""
+
+    def rows(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+             ) -> list[tuple[Any, ...]]: ...
+
+    def one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any: ...
+
+    def transaction(self) -> AbstractContextManager[Any]: ...
+
+    def event_where(self, filters: EventFilters) -> tuple[list[str], list[Any]]: ...
+
+    def newest_event_id(self) -> int: ...
+
+
 class PostgresSearch:
     """The search side of one ``PostgresStore`` (its pool and its filters)."""
 
-    def __init__(self, store: PostgresStore) -> None:
+    def __init__(self, store: SearchedStore) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._texts: dict[int, MatchText] = {}
@@ -281,12 +293,12 @@ class PostgresSearch:
     def scope(self) -> Scope:
         """The newest queued events (up to ``RECENT_SCAN``, and ``RECENT_BYTES`` of text),
         their words fetched for the ones this process has not seen yet."""
-        queued = [row[0] for row in self._store._rows(
+        queued = [row[0] for row in self._store.rows(
             "SELECT event_id FROM search_queue ORDER BY event_id DESC LIMIT %s", (RECENT_SCAN,))]
         with self._lock:
             unseen = [event_id for event_id in queued if event_id not in self._sizes]
             if unseen:
-                self._sizes.update(self._store._rows(
+                self._sizes.update(self._store.rows(
                     "SELECT id, octet_length(data) FROM events WHERE id = ANY(%s)", (unseen,)))
             recent: list[int] = []
             total = 0
@@ -307,7 +319,7 @@ class PostgresSearch:
 
     def _rows_in_chunks(self, ids: list[int], chunk: int = 1000) -> Iterator[Any]:
         for start in range(0, len(ids), chunk):
-            yield from self._store._rows(
+            yield from self._store.rows(
                 f"SELECT id, {', '.join(SEARCH_FIELDS)}, data FROM events WHERE id = ANY(%s)",
                 (ids[start:start + chunk],))
 
@@ -316,7 +328,7 @@ class PostgresSearch:
         scope = self.scope()
         queued = scope.listed
         if scope.more:
-            queued = int(self._store._one("SELECT count(*) FROM search_queue")[0])
+            queued = int(self._store.one("SELECT count(*) FROM search_queue")[0])
         return max(queued - len(scope.recent), 0)
 
     def page(self, filters: EventFilters, *, limit: int,
@@ -336,18 +348,18 @@ class PostgresSearch:
             return []
         scope = self.scope()  # before the index: an event indexed meanwhile is in both
         rows = self._rows_by_id(scope.matching(phrases, below=cursor), filters, limit + 1)
-        where, params = self._store._event_where(filters)
+        where, params = self._store.event_where(filters)
         narrowed = "".join(f" AND {term}" for term in where)
         top = cursor if cursor is not None else self._store.newest_event_id() + 1
         floor = max(top - SEARCH_WINDOW, 0)
-        indexed = self._store._rows(
+        indexed = self._store.rows(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN (SELECT event_id FROM event_search"
             f" WHERE event_id < %s AND event_id >= %s AND document @@ %s::tsquery){narrowed}"
             " ORDER BY id DESC LIMIT %s", [top, floor, query, *params, limit + 1])
         if len(indexed) <= limit and floor > 0:
             # Matches newest first, each probed on the primary key (a join could walk events
             # from the top down to an old match instead).
-            indexed += self._store._rows(
+            indexed += self._store.rows(
                 "WITH hits AS MATERIALIZED (SELECT event_id FROM event_search"
                 " WHERE event_id < %s AND document @@ %s::tsquery)"
                 " SELECT found.* FROM (SELECT event_id FROM hits ORDER BY event_id DESC) AS hit"
@@ -370,11 +382,11 @@ class PostgresSearch:
         recent = self.scope().matching(phrases, below=cursor)
         top = cursor if cursor is not None else self._store.newest_event_id() + 1
         while True:
-            edge = self._store._one(
+            edge = self._store.one(
                 "SELECT event_id FROM event_search WHERE event_id < %s ORDER BY event_id DESC"
                 " OFFSET %s LIMIT 1", (top, EXPORT_WINDOW - 1))
             floor = edge[0] if edge else 0
-            ids = {row[0] for row in self._store._rows(
+            ids = {row[0] for row in self._store.rows(
                 "SELECT event_id FROM event_search WHERE event_id >= %s AND event_id < %s"
                 " AND document @@ %s::tsquery", (floor, top, query))}
             ids.update(event_id for event_id in recent if floor <= event_id < top)
@@ -392,9 +404,9 @@ class PostgresSearch:
         """The rows of these events that pass the other filters, newest first."""
         if not ids:
             return []
-        where, params = self._store._event_where(filters)
+        where, params = self._store.event_where(filters)
         narrowed = "".join(f" AND {term}" for term in where)
-        return self._store._rows(
+        return self._store.rows(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ANY(%s){narrowed}"
             " ORDER BY id DESC LIMIT %s", [ids, *params, limit])
 

@@ -22,22 +22,18 @@ from typing import Any
 
 import sqlite_utils
 
-from ..errors import NotFound, StorageUnavailable
+from ..errors import StorageUnavailable
 from ..events import Delivery, Event, NormalizedEvent, utc_now_iso
 from .activity_queries import SCHEMA as ACTIVITY_SCHEMA
 from .activity_queries import ActivityQueries, ExecuteMany, Fetch
 from .base import (
     COPY_COLUMNS,
-    DELIVERY_FIELDS,
-    EVENT_FIELDS,
     EXPORT_BATCH,
-    RUN_FIELDS,
-    DeliveryFilters,
+    EXPORT_WINDOW,
     EventFilters,
     RawEvent,
     Saved,
     Store,
-    delivery_from_row,
     delivery_values,
     event_from_row,
     event_values,
@@ -46,15 +42,24 @@ from .base import (
     storable_text,
     storable_values,
 )
+from .row_queries import (
+    EVENT_COLUMNS,
+    RUN_COLUMNS,
+    RowReads,
+    export_start,
+    export_windows,
+    keyset_page,
+    keyset_query,
+    purge_refused,
+)
 from .sqlite_search import FTS_COLUMNS, INDEX_BATCH, Scope, SearchIndex
-from .where import delivery_filter_terms, event_filter_terms
+from .where import event_filter_terms
 
 migrations = sqlite_utils.Migrations("receiver")
 
 BUSY_TIMEOUT_MS = 5000
 PAGE_SIZE = 2048
 SCAN_WINDOW = 20_000  # ids scanned in order before a filtered page falls back to an index
-EXPORT_WINDOW = 50_000  # ids an export with common filters scans per batch, in id order
 AUTOCHECKPOINT_PAGES = 16384  # 32 MiB of WAL
 #: How long a purge leaves the write lock free between its batches.
 PURGE_PAUSE_SECONDS = 0.005
@@ -164,10 +169,6 @@ def m004_activity(db: sqlite_utils.Database) -> None:
     db.executescript(ACTIVITY_SCHEMA)
 
 
-EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
-DELIVERY_COLUMNS = ", ".join(DELIVERY_FIELDS)
-RUN_COLUMNS = ", ".join(RUN_FIELDS)
-
 _INSERT_EVENT = """
 INSERT INTO events (source, event_type, vendor_event, external_id, occurred_at, received_at,
                     account, actor, subject_type, subject_id, endpoint, signature_status, data,
@@ -189,8 +190,10 @@ VALUES (:received_at, :endpoint, :method, :path, :query, :remote_addr, :headers,
 """
 
 
-class SQLiteStore(ActivityQueries, Store):
+class SQLiteStore(ActivityQueries, RowReads, Store):
     """Owns the database file: one connection per thread, migrations at open."""
+
+    MARK = "?"
 
     def __init__(self, path: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
                  max_size: int | None = None) -> None:
@@ -200,7 +203,7 @@ class SQLiteStore(ActivityQueries, Store):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._writer = WriterQueue(os.path.abspath(path) + ".lock")
+        self._writer = WriteLock(os.path.abspath(path) + ".lock")
         self._search = SearchIndex(self)
         self._upkeep: dict[str, tuple[int, int]] = {}  # job -> (pid, descriptor) held
 
@@ -363,16 +366,6 @@ class SQLiteStore(ActivityQueries, Store):
 
     # -- events ------------------------------------------------------------------------
 
-    def get_event(self, event_id: int) -> Event:
-        if not 0 < event_id < 2**63:
-            raise NotFound(f"no event with id {event_id}")
-        row = self.conn.execute(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,)
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"no event with id {event_id}")
-        return event_from_row(row)
-
     def list_events(
         self, filters: EventFilters, *, limit: int = 50, cursor: int | None = None
     ) -> tuple[list[Event], str | None]:
@@ -397,9 +390,7 @@ class SQLiteStore(ActivityQueries, Store):
             top = floor
         if len(rows) <= limit and (top is None or top > 0):
             rows += self._select_events(filters, limit + 1 - len(rows), below=top)
-        events = [event_from_row(row) for row in rows[:limit]]
-        next_cursor = str(events[-1].id) if len(rows) > limit else None
-        return events, next_cursor
+        return keyset_page(rows, limit, event_from_row)
 
     def _search_page(self, q: str, *, limit: int, cursor: int | None) -> tuple[
             list[Event], str | None]:
@@ -443,40 +434,19 @@ class SQLiteStore(ActivityQueries, Store):
         by_window = filters.subject_id is None and not filters.q and filters.narrows()
         lowest = self.conn.execute("SELECT coalesce(min(id), 0) FROM events").fetchone()[0]
         if by_window:
-            # A cursor past the newest event starts at the newest: windows above it are
-            # empty, and walking them down from an id such as 6,000,000,000 never ends.
-            cursor = min(cursor if cursor is not None else 2**63, self.newest_event_id() + 1)
-        while True:
-            floor = None
-            if by_window:
-                assert cursor is not None
-                top = cursor
-                floor = max(top - EXPORT_WINDOW, lowest)
-            rows = self._select_events(filters, batch, below=cursor if floor is None else top,
-                                       floor=floor, by_id=by_window, scope=scope)
-            yield rows
-            if len(rows) == batch:
-                cursor = rows[-1][0]
-            elif floor is not None and floor > lowest:
-                cursor = floor
-            else:
-                return
+            cursor = export_start(cursor, self.newest_event_id())
+        yield from export_windows(
+            lambda below, floor: self._select_events(filters, batch, below=below, floor=floor,
+                                                     by_id=by_window, scope=scope),
+            top=cursor, lowest=lowest, by_window=by_window, window=EXPORT_WINDOW, batch=batch)
 
     def _select_events(self, filters: EventFilters, limit: int, *, below: int | None,
                        floor: int | None = None, by_id: bool = False,
                        scope: Scope | None = None) -> list[Any]:
         where, params = self._event_where(filters, unindexed=by_id, scope=scope)
-        if below is not None:
-            where.append("id < ?")
-            params.append(below)
-        if floor is not None:
-            where.append("id >= ?")
-            params.append(floor)
-        sql = f"SELECT {EVENT_COLUMNS} FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        return self.conn.execute(sql, [*params, limit]).fetchall()
+        sql, values = keyset_query(EVENT_COLUMNS, "events", where, params, mark="?",
+                                   limit=limit, below=below, floor=floor)
+        return self.rows(sql, values)
 
     def _event_where(self, filters: EventFilters, *, unindexed: bool = False,
                      scope: Scope | None = None) -> tuple[list[str], list[Any]]:
@@ -499,20 +469,6 @@ class SQLiteStore(ActivityQueries, Store):
         count_events = self.conn.execute("SELECT count(*) FROM events").fetchone()[0]
         count_deliveries = self.conn.execute("SELECT count(*) FROM deliveries").fetchone()[0]
         return {"events": count_events, "deliveries": count_deliveries}
-
-    def newest_event_id(self) -> int:
-        return int(self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
-
-    def subject_timeline(self, event: Event, limit: int = 50) -> list[Event]:
-        """Other events about the same subject (license, machine, entitlement) over time."""
-        if not event.subject_id:
-            return []
-        rows = self.conn.execute(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE subject_id = ? AND source = ? "
-            "ORDER BY id DESC LIMIT ?",
-            (event.subject_id, event.source, limit),
-        ).fetchall()
-        return [event_from_row(row) for row in rows]
 
     # -- search index ------------------------------------------------------------------
 
@@ -567,17 +523,15 @@ class SQLiteStore(ActivityQueries, Store):
             with self.write() as conn:
                 self._search.merge_step(conn)
         if event_type is None:
-            while True:
-                self._between_purge_batches()
-                with self.write() as conn:
-                    deleted = conn.execute(
-                        "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE"
-                        f" event_id IS NULL AND received_at < ? ORDER BY id LIMIT {batch})",
-                        (before,)).rowcount
-                counts["deliveries"] += deleted
-                if deleted < batch:
-                    break
+            counts["deliveries"] += purge_refused(self._purge_step, before, mark="?",
+                                                  batch=batch)
         return counts
+
+    def _purge_step(self, sql: str, params: Sequence[Any]) -> int:
+        """One purge statement in a write of its own, after the pause between batches."""
+        self._between_purge_batches()
+        with self.write() as conn:
+            return conn.execute(sql, params).rowcount
 
     @contextmanager
     def _purging(self) -> Iterator[None]:
@@ -623,57 +577,7 @@ class SQLiteStore(ActivityQueries, Store):
         self._upkeep[job] = (os.getpid(), descriptor)
         return True
 
-    # -- deliveries --------------------------------------------------------------------
-
-    def get_delivery(self, delivery_id: int, *, with_body: bool = False) -> dict[str, Any]:
-        if not 0 < delivery_id < 2**63:
-            raise NotFound(f"no delivery with id {delivery_id}")
-        columns = DELIVERY_COLUMNS + (", body" if with_body else "")
-        row = self.conn.execute(
-            f"SELECT {columns} FROM deliveries WHERE id = ?", (delivery_id,)
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"no delivery with id {delivery_id}")
-        return delivery_from_row(row, with_body=with_body)
-
-    def list_deliveries(
-        self, filters: DeliveryFilters, *, limit: int = 50, cursor: int | None = None,
-        after: int | None = None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first (or oldest first after ``after``, for feeds); keyset on id."""
-        where, params = delivery_filter_terms(filters)
-        if cursor is not None:
-            where.append("id < ?")
-            params.append(cursor)
-        order = "DESC"
-        if after is not None:
-            where.append("id > ?")
-            params.append(after)
-            order = "ASC"
-        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY id {order} LIMIT ?"
-        rows = self.conn.execute(sql, [*params, limit + 1]).fetchall()
-        deliveries = [delivery_from_row(row) for row in rows[:limit]]
-        next_cursor = str(deliveries[-1]["id"]) if len(rows) > limit else None
-        return deliveries, next_cursor
-
-    def deliveries_for_event(self, event_id: int) -> list[dict[str, Any]]:
-        rows = self.conn.execute(
-            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ? ORDER BY id",
-            (event_id,),
-        ).fetchall()
-        return [delivery_from_row(row) for row in rows]
-
     # -- handler runs and dispatch -----------------------------------------------------
-
-    def runs_for_event(self, event_id: int) -> list[dict[str, Any]]:
-        rows = self.conn.execute(
-            f"SELECT {RUN_COLUMNS} FROM handler_runs WHERE event_id = ? ORDER BY id",
-            (event_id,),
-        ).fetchall()
-        return [run_from_row(row) for row in rows]
 
     def claim_pending(
         self, owner: str, *, lease_seconds: float, limit: int = 20, event_id: int | None = None
@@ -705,11 +609,6 @@ class SQLiteStore(ActivityQueries, Store):
             return conn.execute(
                 "UPDATE events SET lease_expires = ? WHERE dispatch_status = 'pending'"
                 " AND lease_owner = ?", (time.time() + lease_seconds, owner)).rowcount
-
-    def lease_owner(self, event_id: int) -> str | None:
-        row = self.conn.execute("SELECT lease_owner FROM events WHERE id = ?",
-                                (event_id,)).fetchone()
-        return row[0] if row else None
 
     def record_runs(
         self, event_id: int, runs: Sequence[Mapping[str, Any]], *, trigger: str,
@@ -754,12 +653,6 @@ class SQLiteStore(ActivityQueries, Store):
             return cursor.rowcount == 1
 
     # -- copy ----------------------------------------------------------------------------
-
-    def copy_rows(self, table: str, *, after: int, limit: int) -> list[dict[str, Any]]:
-        columns = COPY_COLUMNS[table]
-        rows = self.conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE id > ?"
-                                 " ORDER BY id LIMIT ?", (after, limit)).fetchall()
-        return [dict(zip(columns, row, strict=True)) for row in rows]
 
     def insert_copied(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
         """Insert rows another store gave, ids kept (``INSERT OR IGNORE`` skips what is here).
@@ -807,7 +700,10 @@ class SQLiteStore(ActivityQueries, Store):
             handle.write(key)
         return key
 
-    # -- activity rollups (the queries are in activity_queries.py) -----------------------
+    # -- reads (the queries are in row_queries.py and activity_queries.py) -------------
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql, params).fetchall()
 
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.conn.execute(sql, params).fetchall()
@@ -842,9 +738,14 @@ class SQLiteStore(ActivityQueries, Store):
         return int(row[0][0] or upto)
 
 
-class WriterQueue:
-    """Serialize writers: a lock between this process's threads, then ``flock`` on a file
-    beside the database between processes (re-opened after a fork)."""
+class WriteLock:
+    """The lock every write transaction takes first: a lock between this process's threads,
+    then ``flock`` on a file beside the database between processes (re-opened after a fork).
+
+    SQLite lets one writer in at a time and makes the others sleep and retry in its busy
+    handler, so a writer may wake long after the lock was free; waiting here instead, the
+    next writer wakes the moment the last one commits.
+    """
 
     def __init__(self, path: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
                  max_size: int | None = None) -> None:

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .sqlite import SQLiteStore
+import sqlite_utils
 
 #: The indexed columns, in the order of the ``events_fts`` table.
 FTS_COLUMNS = "event_type, vendor_event, source, subject_id, account, actor, external_id, data"
@@ -50,10 +50,26 @@ class Scope:
         return self.newest > self.recent_after
 
 
+class IndexedStore(Protocol):
+    """What the search needs of ``SQLiteStore``: this thread's connection (and its
+    ``sqlite_utils`` wrapper, which quotes FTS queries), its write transaction, and the size
+    cap."""
+
+    max_size: int | None
+
+    @property
+    def conn(self) -> sqlite3.Connection: ...
+
+    @property
+    def db(self) -> sqlite_utils.Database: ...
+
+    def write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+
 class SearchIndex:
     """The search side of one ``SQLiteStore`` (its connections and write transactions)."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: IndexedStore) -> None:
         self._store = store
         self._local = threading.local()
         self._merging = False
