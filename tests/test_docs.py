@@ -1,8 +1,9 @@
 """Meta-tests: the project's own documents describe what exists. Like Datasette's test that
 every plugin hook is documented: a setting in ``config.SETTINGS``, a command or option of the
 ``receiver`` group, a route in ``app.url_map``, a field of a record or a query parameter of
-the OpenAPI description that the docs do not mention fails here. So does a relative link in a Markdown file that leaves the repository or
-points to nothing, and any absolute path of one machine anywhere in the repository."""
+the OpenAPI description that the docs do not mention fails here. So does a relative link in a
+Markdown file that leaves the repository or points to nothing, and any absolute path of one
+machine anywhere in the repository."""
 
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ from receiver import create_app, on
 from receiver.cli import cli
 from receiver.errors import StorageUnavailable
 from receiver.events import Delivery, NormalizedEvent
+from receiver.handlers import signals
 from receiver.store import DeliveryFilters, EventFilters, open_store
 from receiver.store.postgres import MIGRATIONS, PostgresStore
 
@@ -336,7 +337,8 @@ def test_feed_waits_for_a_delivery_committed_out_of_id_order(database) -> None:
 def build_history(path: str) -> None:
     """Every sample, a duplicate, refused and non-UTF-8 deliveries, handler runs."""
     app = create_app({"DATABASE": path, "DISPATCH": "sync", "TESTING": True})
-    on("*")(lambda event, **_: None)
+    before = signals.registry_keys()
+    on("*", name="tests.build_history")(lambda event, **_: None)
     client = app.test_client()
     for item in all_samples():
         assert client.post("/hooks", data=item.body, headers=item.headers).status_code in (
@@ -347,6 +349,7 @@ def build_history(path: str) -> None:
     client.post("/hooks", data=b"\xff\xfe\x00binary", headers={"Content-Type": "x/y"})
     app.extensions["receiver.dispatcher"].stop()
     app.extensions["receiver.store"].close()
+    signals.unregister(signals.registry_keys() - before)  # the next tests run without it
 
 
 def snapshot(database: str) -> dict[str, list[dict[str, Any]]]:
