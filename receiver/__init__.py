@@ -12,10 +12,11 @@ from typing import Any
 
 from flask import Flask
 
+from .handlers.retries import GiveUp, RetryLater, retries
 from .handlers.signals import on
 from .resources import PACKAGE_DIR, resource_dir
 
-__all__ = ["create_app", "on"]
+__all__ = ["GiveUp", "RetryLater", "create_app", "on", "retries"]
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, background: bool = True) -> Flask:

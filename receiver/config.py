@@ -72,6 +72,26 @@ def parse_size(value: Any) -> int:
     return size
 
 
+_DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds: a number (``0.5``, ``30``) or one with a unit: ``500ms``, ``30s``, ``5m``,
+    ``2h``, ``1d``. Zero is allowed (no wait); a negative or unitless word is not."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.fullmatch(str(value))
+        if not match:
+            raise ValueError("expected a duration such as 30s, 500ms, 5m, 2h, 1d or a number "
+                             f"of seconds, got {value!r}")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or ""]
+    if not 0 <= seconds < float("inf") or seconds != seconds:
+        raise ValueError(f"must be 0 or more seconds, got {value!r}")
+    return seconds
+
+
 def parse_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -220,6 +240,14 @@ SETTINGS: list[Setting] = [
     Setting("DISPATCH_LEASE", parse_int, 45,
             "Seconds a worker holds an event it dispatches; a dead worker's events are "
             "taken over after this."),
+    Setting("HANDLER_RETRIES", parse_count, 10,
+            "Attempts after the first that a failed handler gets by default (0: never "
+            "retried); @on(..., retries=N) sets it per handler."),
+    Setting("HANDLER_BACKOFF", parse_duration, 30.0,
+            "Wait before a handler's second attempt (30s, 500ms, 5m...); doubles per "
+            "attempt, with random jitter."),
+    Setting("HANDLER_BACKOFF_MAX", parse_duration, 7200.0,
+            "Longest wait between two attempts of a handler (2h)."),
     Setting("METRICS_OPEN", parse_bool, False,
             "Serve GET /-/metrics (Prometheus) without the inspector token, for a scraper "
             "on a private network."),

@@ -112,6 +112,8 @@ class Event:
     data: Any
     delivery_count: int = 1
     dispatch_status: str = "pending"
+    #: When a failed handler's next attempt is due (``dispatch_status`` ``retrying``).
+    next_attempt_at: str | None = None
 
     @property
     def payload(self) -> Any:
@@ -136,4 +138,5 @@ class Event:
             "data": self.data,
             "delivery_count": self.delivery_count,
             "dispatch_status": self.dispatch_status,
+            "next_attempt_at": self.next_attempt_at,
         }

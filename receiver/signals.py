@@ -14,6 +14,7 @@ from .handlers.signals import (
     Run,
     dispatch,
     event_received,
+    handler_gave_up,
     handlers_for,
     on,
     registered_handlers,
@@ -22,5 +23,5 @@ from .handlers.signals import (
     signal_for,
 )
 
-__all__ = ["Handler", "Run", "dispatch", "event_received", "handlers_for", "on",
+__all__ = ["Handler", "Run", "dispatch", "event_received", "handler_gave_up", "handlers_for", "on",
            "registered_handlers", "reset_registry", "run_handlers", "signal_for"]

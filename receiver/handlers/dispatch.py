@@ -6,6 +6,11 @@ thread renews them every third of the lease, so a handler slower than the lease,
 queue, keeps its event. If the worker dies mid-dispatch (SIGKILL, crash) the renewals stop,
 the lease runs out and any worker's sweep claims it again, so nothing waits for a restart
 and no two live workers run the same event.
+
+A handler that fails gets more attempts (``retries.py``): the store keeps each scheduled
+attempt as a row, claimed with a lease like a pending event, so attempts survive restarts,
+run once across workers and nodes, and run where dispatch runs. Every pass takes both due
+attempts and new events, so neither waits behind a long queue of the other.
 """
 
 from __future__ import annotations
@@ -19,24 +24,30 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import BadRequest, StorageUnavailable
 from ..events import Event
 from ..store import Store
+from ..store.base import ScheduledAttempt
 from . import signals
+from .retries import Policy, next_attempt
 
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 45.0
 SWEEP_SECONDS = 2.0
+_NOTHING = -1  # the queue had nothing for a sweep's time
 
 
 def run_event(store: Store, settings: Mapping[str, Any], event: Event, *, owner: str,
-              trigger: str = "delivery",
-              names: list[str] | None = None) -> list[dict[str, Any]]:
-    """Run the event's handlers (or only ``names``), record each run, settle the status."""
+              trigger: str = "delivery", names: list[str] | None = None,
+              attempt: int = 1,
+              on_scheduled: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
+    """Run the event's handlers (or only ``names``), record each run, schedule the next
+    attempt of each that failed (or give up on it), settle the status. ``on_scheduled`` is
+    told the soonest wait scheduled, if any."""
     handlers = signals.handlers_for(event, settings)
     if names is not None:
         known = {handler.name for handler in handlers}
@@ -45,9 +56,56 @@ def run_event(store: Store, settings: Mapping[str, Any], event: Event, *, owner:
             raise BadRequest(f"no handler named {unknown[0]!r} runs for this event "
                              f"(handlers: {', '.join(sorted(known)) or 'none'})")
         handlers = [handler for handler in handlers if handler.name in names]
-    runs = signals.run_handlers(event, handlers, settings=settings, trigger=trigger)
-    return store.record_runs(event.id, [dataclasses.asdict(run) for run in runs],
-                             trigger=trigger, owner=owner)
+    runs = signals.run_handlers(event, handlers, settings=settings, trigger=trigger,
+                                attempt=attempt)
+    retries = {handler.name: handler.retries for handler in handlers}
+    scheduled: list[ScheduledAttempt] = []
+    records: list[dict[str, Any]] = []
+    for run in runs:
+        record = dataclasses.asdict(run)
+        if not run.ok:
+            policy = Policy.from_settings(settings, retries.get(run.handler))
+            following = next_attempt(policy, run.attempt, retry_after=run.retry_after,
+                                     give_up=run.give_up)
+            if following.wait is None:
+                record["gave_up"] = True
+            else:
+                scheduled.append(ScheduledAttempt(run.handler, run.attempt + 1,
+                                                  following.wait, policy.attempts))
+        records.append(record)
+    stored = store.record_runs(event.id, records, trigger=trigger, owner=owner,
+                               scheduled=scheduled)
+    if scheduled and on_scheduled is not None:
+        on_scheduled(min(attempt.wait for attempt in scheduled))
+    for record in stored:
+        if record.get("gave_up"):
+            _announce_gave_up(event, record)
+    return stored
+
+
+def run_attempt(store: Store, settings: Mapping[str, Any], event: Event, handler: str,
+                attempt: int, *, owner: str,
+                on_scheduled: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
+    """Run one scheduled attempt of one handler (``trigger`` ``retry``). A handler that no
+    longer runs for the event (its plugin removed or disabled) has its attempts cancelled."""
+    if handler not in {known.name for known in signals.handlers_for(event, settings)}:
+        log.warning("handler %s no longer runs for event %s: its retries are cancelled",
+                    handler, event.id)
+        store.cancel_retries(event.id, handlers=[handler])
+        return []
+    return run_event(store, settings, event, owner=owner, trigger="retry", names=[handler],
+                     attempt=attempt, on_scheduled=on_scheduled)
+
+
+def _announce_gave_up(event: Event, run: dict[str, Any]) -> None:
+    """``handler_gave_up``: every receiver runs, a failing one is logged (never retried)."""
+    signal = signals.handler_gave_up
+    for receiver in list(signal.receivers_for(run["handler"])):
+        try:
+            receiver(run["handler"], event=event, run=run)
+        except Exception:
+            log.exception("a handler_gave_up receiver failed for %s on event %s",
+                          run["handler"], event.id)
 
 
 def replay(store: Store, settings: Mapping[str, Any], event_id: int, *,
@@ -82,7 +140,10 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._held: set[int] = set()  # events leased to us and not yet settled
+        self._attempts_running = 0  # scheduled attempts leased to us and running
         self._keeping = False  # a keeper thread renews the leases of _held
+        self._last_attempts = time.monotonic()  # when due attempts were last looked for
+        self._next_due: float | None = None  # the soonest attempt this process scheduled
 
     @property
     def owner(self) -> str:
@@ -111,19 +172,63 @@ class Dispatcher:
             if event.dispatch_status != "pending" or \
                     self.store.lease_owner(event_id) != self.owner:
                 return
-            run_event(self.store, self.settings, event, owner=self.owner)
+            run_event(self.store, self.settings, event, owner=self.owner,
+                      on_scheduled=self._note_scheduled)
         finally:
             self._release(event_id)
 
     def dispatch(self, event_id: int | None = None, limit: int = 20) -> int:
-        """Claim and run pending events (one, or a sweep); returns how many ran."""
+        """Claim and run pending events (one, or a sweep) and the attempts that are due;
+        returns how many ran."""
+        ran = self._dispatch_pending(event_id, limit)
+        if event_id is None:
+            ran += self.run_due_attempts(limit)
+        return ran
+
+    def _until_next_look(self) -> float:
+        """Seconds until the next sweep: ``SWEEP_SECONDS``, or sooner when an attempt this
+        process scheduled falls due before that (short backoffs need no full sweep wait)."""
+        wait = SWEEP_SECONDS
+        if self._next_due is not None:
+            wait = min(wait, max(self._next_due - time.monotonic(), 0.0))
+        return wait
+
+    def _note_scheduled(self, seconds: float) -> None:
+        due = time.monotonic() + seconds
+        if self._next_due is None or due < self._next_due:
+            self._next_due = due
+
+    def run_due_attempts(self, limit: int = 20) -> int:
+        """Claim and run scheduled handler attempts whose time has come; how many ran."""
+        self._last_attempts = time.monotonic()
+        if self._next_due is not None and self._next_due <= self._last_attempts:
+            self._next_due = None
+        claimed = self.store.claim_due_attempts(self.owner, lease_seconds=self.lease_seconds,
+                                                limit=limit)
+        for due in claimed:
+            self._hold_attempts()
+            try:
+                run_attempt(self.store, self.settings, due.event, due.handler, due.attempt,
+                            owner=self.owner, on_scheduled=self._note_scheduled)
+            except StorageUnavailable as error:  # the lease runs out; a sweep retries it
+                log.warning("attempt %s of %s on event %s: %s", due.attempt, due.handler,
+                            due.event.id, error.message)
+            except Exception:
+                log.exception("attempt %s of %s on event %s failed", due.attempt,
+                              due.handler, due.event.id)
+            finally:
+                self._release_attempts()
+        return len(claimed)
+
+    def _dispatch_pending(self, event_id: int | None, limit: int) -> int:
         events = self.store.claim_pending(self.owner, lease_seconds=self.lease_seconds,
                                           limit=limit, event_id=event_id)
         for event in events:
             self._hold(event.id)
         for event in events:
             try:
-                run_event(self.store, self.settings, event, owner=self.owner)
+                run_event(self.store, self.settings, event, owner=self.owner,
+                      on_scheduled=self._note_scheduled)
             except StorageUnavailable as error:  # the lease runs out; a sweep retries it
                 log.warning("dispatch of event %s: %s", event.id, error.message)
             except Exception:  # the lease runs out and another sweep retries it
@@ -133,8 +238,9 @@ class Dispatcher:
         return len(events)
 
     def start(self) -> None:
-        """Start the background thread (also sweeps what a dead process left pending)."""
-        if self.mode == "background":
+        """Start the background thread: it sweeps what a dead process left pending and runs
+        the attempts that fall due (in ``sync`` mode only the attempts)."""
+        if self.mode in ("background", "sync"):
             self._ensure_thread()
 
     def _reset_after_fork(self) -> None:
@@ -143,6 +249,7 @@ class Dispatcher:
         self._thread = None
         self._lock = threading.Lock()
         self._held = set()
+        self._attempts_running = 0
         self._keeping = False
         self._queue = queue.Queue()
         self._owner = _owner_name()
@@ -161,13 +268,28 @@ class Dispatcher:
         with self._lock:
             self._held.discard(event_id)
 
+    def _hold_attempts(self) -> None:
+        """Count a running attempt, so the keeper renews its lease while it runs."""
+        if self._pid != os.getpid():
+            self._reset_after_fork()
+        with self._lock:
+            self._attempts_running += 1
+            if not self._keeping:
+                self._keeping = True
+                threading.Thread(target=self._keep_leases, name="receiver-leases",
+                                 daemon=True).start()
+
+    def _release_attempts(self) -> None:
+        with self._lock:
+            self._attempts_running -= 1
+
     def _keep_leases(self) -> None:
         """Renew our leases every third of the lease for as long as we hold any."""
         interval = max(self.lease_seconds / 3, 0.1)
         while True:
             time.sleep(interval)  # a lease taken just now is fresh
             with self._lock:
-                if not self._held:
+                if not self._held and not self._attempts_running:
                     self._keeping = False
                     return
             try:
@@ -193,14 +315,20 @@ class Dispatcher:
         self._sweep()
         while not self._stopping.is_set():
             try:
-                event_id = self._queue.get(timeout=SWEEP_SECONDS)
+                event_id = self._queue.get(timeout=self._until_next_look())
             except queue.Empty:
+                event_id = _NOTHING
+            if event_id is _NOTHING:  # outside the except: a handler's traceback stays its own
                 self._sweep()
                 continue
             try:
                 if event_id is None:
                     break
                 self.run_leased(event_id)
+                # A steady stream of new events never reaches the sweep below: due attempts
+                # get their turn between them.
+                if time.monotonic() - self._last_attempts >= SWEEP_SECONDS:
+                    self.run_due_attempts()
             except StorageUnavailable as error:  # the lease runs out; a sweep retries it
                 log.warning("dispatch of event %s: %s", event_id, error.message)
             except Exception:
@@ -209,8 +337,11 @@ class Dispatcher:
                 self._queue.task_done()
 
     def _sweep(self) -> None:
+        """Pending events left by a dead process and due attempts, until none is left; in
+        ``sync`` mode only the attempts (new events run inline there)."""
+        step = self.run_due_attempts if self.mode == "sync" else self.dispatch
         try:
-            while self.dispatch() and not self._stopping.is_set():
+            while step() and not self._stopping.is_set():
                 pass
         except StorageUnavailable as error:  # the next sweep tries again
             log.warning("dispatch sweep: %s", error.message)

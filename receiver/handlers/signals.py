@@ -31,6 +31,7 @@ from blinker import NamedSignal, Namespace
 
 from ..config import SOURCES
 from ..events import Event, utc_now_iso
+from .retries import RETRIES_ATTRIBUTE, GiveUp, RetryLater, check_retries
 
 
 class Routable(Protocol):
@@ -48,13 +49,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 Settings = Mapping[str, Any]
 Predicate = Callable[[Settings], Any]
 
-TRIGGERS = ("delivery", "replay")
+TRIGGERS = ("delivery", "replay", "retry")
 
 _signals = Namespace()
 
 event_received: NamedSignal = NamedSignal(
     "event-received",
     doc="Sent for every event, whatever its type. Receivers: fn(event, **extra).",
+)
+
+handler_gave_up: NamedSignal = NamedSignal(
+    "handler-gave-up",
+    doc="Sent when a handler will not run again on an event (attempts used up, GiveUp, "
+        "retries=0). Sender: the handler's name; keywords event and run. Receivers are for "
+        "notifications: their failures are logged, never retried.",
 )
 
 _NOBODY = object()
@@ -141,6 +149,8 @@ class Handler:
     enabled: Predicate | None = None
     plugin: str | None = None
     via: str = "on"
+    #: Attempts after the first when it fails; None: ``HANDLER_RETRIES``.
+    retries: int | None = None
 
     @property
     def module(self) -> str:
@@ -166,6 +176,7 @@ class Handler:
             "plugin": self.plugin,
             "conditional": self.enabled is not None,
             "via": self.via,
+            "retries": self.retries,
         }
 
 
@@ -180,6 +191,11 @@ class Run:
     started_at: str
     duration_ms: float
     trigger: str = "delivery"
+    attempt: int = 1
+    #: Set when the handler raised ``RetryLater(seconds)``: the wait it asked for.
+    retry_after: float | None = None
+    #: Set when the handler raised ``GiveUp(reason)``.
+    give_up: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -194,6 +210,7 @@ class Run:
             "started_at": self.started_at,
             "duration_ms": self.duration_ms,
             "trigger": self.trigger,
+            "attempt": self.attempt,
         }
 
 
@@ -248,6 +265,7 @@ def on(
     *,
     enabled: Predicate | None = None,
     name: str | None = None,
+    retries: int | None = None,
 ) -> Callable[[F], F]:
     """Register the decorated ``fn(event, **extra)`` for events matching ``pattern``.
 
@@ -255,6 +273,7 @@ def on(
     starting with ``license.``) or ``*``. ``source``: only events from that sender
     (``keygen``...). ``enabled``: ``settings -> bool``; when false the handler is neither run
     nor listed for the event. ``name``: the recorded name, default ``module.qualname``.
+    ``retries``: attempts after a failed first run (default ``HANDLER_RETRIES``; 0: never).
     Decorators may be stacked to listen to several patterns. Returns ``fn`` unchanged.
     """
     check_pattern(pattern)
@@ -266,12 +285,14 @@ def on(
                          "lambda settings: settings['MAIL_RESET_ENABLED']")
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise ValueError("a handler name must be a non-empty string")
+    if retries is not None:
+        check_retries(retries)
 
     def decorator(fn: F) -> F:
         if not callable(fn):
             raise TypeError(f"@on({pattern!r}) must decorate a function, got {fn!r}")
         _register(Handler(name=name or _name_of(fn), fn=fn, pattern=pattern, source=source,
-                          enabled=enabled))
+                          enabled=enabled, retries=retries))
         return fn
 
     return decorator
@@ -281,7 +302,8 @@ def _blinker_handlers(signal: NamedSignal, pattern: str, sender: Any) -> list[Ha
     """Live receivers of ``signal`` for ``sender`` (plus ``ANY``), in connection order."""
     found = {_make_id(receiver): receiver for receiver in signal.receivers_for(sender)}
     order = [key for key in list(signal.receivers) if key in found]
-    return [Handler(name=_name_of(found[key]), fn=found[key], pattern=pattern, via="blinker")
+    return [Handler(name=_name_of(found[key]), fn=found[key], pattern=pattern, via="blinker",
+                    retries=getattr(found[key], RETRIES_ATTRIBUTE, None))
             for key in order]
 
 
@@ -358,11 +380,14 @@ def run_handlers(
     *,
     settings: Settings,
     trigger: str = "delivery",
+    attempt: int = 1,
 ) -> list[Run]:
-    """Call each handler as ``fn(event, settings=settings, trigger=trigger)``, each on its own.
+    """Call each handler as ``fn(event, settings=settings, trigger=trigger)``, each on its own,
+    with ``attempt=`` (1-based) too when the function takes it (or ``**extra``).
 
     An exception in one handler is caught, logged and recorded as a ``Run`` with status
     ``error`` (``"ValueError: msg"`` and the traceback); the next handler still runs.
+    ``RetryLater`` and ``GiveUp`` are failures too, and the run says which was raised.
     """
     if trigger not in TRIGGERS:
         raise ValueError(f"trigger must be one of {', '.join(TRIGGERS)}, got {trigger!r}")
@@ -372,9 +397,16 @@ def run_handlers(
         start = time.perf_counter()
         error: str | None = None
         trace: str | None = None
+        retry_after: float | None = None
+        give_up: str | None = None
+        extra: dict[str, Any] = {"attempt": attempt} if _takes_attempt(handler.fn) else {}
         try:
-            handler.fn(event, settings=settings, trigger=trigger)
+            handler.fn(event, settings=settings, trigger=trigger, **extra)
         except Exception as exc:
+            if isinstance(exc, RetryLater):
+                retry_after = exc.seconds
+            elif isinstance(exc, GiveUp):
+                give_up = exc.reason
             message = str(exc)
             error = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
             trace = traceback.format_exc()
@@ -383,8 +415,22 @@ def run_handlers(
         duration_ms = round((time.perf_counter() - start) * 1000, 3)
         runs.append(Run(handler=handler.name, status="ok" if error is None else "error",
                         error=error, traceback=trace, started_at=started_at,
-                        duration_ms=duration_ms, trigger=trigger))
+                        duration_ms=duration_ms, trigger=trigger, attempt=attempt,
+                        retry_after=retry_after, give_up=give_up))
     return runs
+
+
+def _takes_attempt(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` accepts an ``attempt`` keyword (by name or through ``**extra``);
+    handlers written before retries existed keep being called as they were."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin or a C callable: call it as before
+        return False
+    return any(parameter.kind is parameter.VAR_KEYWORD
+               or (parameter.name == "attempt" and parameter.kind in (
+                   parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY))
+               for parameter in parameters)
 
 
 def dispatch(
@@ -456,5 +502,5 @@ def reset_registry() -> None:
     """
     with _lock:
         _registry.clear()
-    for signal in [*list(_signals.values()), event_received]:
+    for signal in [*list(_signals.values()), event_received, handler_gave_up]:
         signal._clear_state()  # blinker's own reset, "useful for tests"

@@ -40,7 +40,7 @@ def event_line(row: RawEvent, *, revealed: bool = False) -> str:
     runs once per exported event."""
     (event_id, source, event_type, vendor_event, external_id, occurred_at, received_at,
      account, actor, subject_type, subject_id, endpoint, signature_status, data,
-     delivery_count, dispatch_status) = row
+     delivery_count, dispatch_status, next_attempt_at) = row
     if not revealed:
         data = mask_json_text(data)
     text = encode_basestring_ascii
@@ -56,7 +56,8 @@ def event_line(row: RawEvent, *, revealed: bool = False) -> str:
         f'"subject_id":{"null" if subject_id is None else text(subject_id)},'
         f'"endpoint":{text(endpoint)},"signature_status":{text(signature_status)},'
         f'"data":{data},"delivery_count":{delivery_count:d},'
-        f'"dispatch_status":{text(dispatch_status)}}}\n')
+        f'"dispatch_status":{text(dispatch_status)},'
+        f'"next_attempt_at":{"null" if next_attempt_at is None else text(next_attempt_at)}}}\n')
 
 
 def complete_line(count: int, **extra: Any) -> str:

@@ -19,13 +19,13 @@ from ..events import Delivery, Event, NormalizedEvent, format_time
 from . import rollups
 
 #: Tables ``receiver copy`` moves between stores, in the order it moves them.
-COPY_TABLES = ("events", "deliveries", "handler_runs")
+COPY_TABLES = ("events", "deliveries", "handler_runs", "handler_retries")
 
 #: Columns of each table in the order the row converters below expect them.
 EVENT_FIELDS = (
     "id", "source", "event_type", "vendor_event", "external_id", "occurred_at", "received_at",
     "account", "actor", "subject_type", "subject_id", "endpoint", "signature_status", "data",
-    "delivery_count", "dispatch_status",
+    "delivery_count", "dispatch_status", "next_attempt_at",
 )
 DELIVERY_FIELDS = (
     "id", "received_at", "endpoint", "method", "path", "query", "remote_addr", "headers",
@@ -33,13 +33,17 @@ DELIVERY_FIELDS = (
     "signature_status", "signature_reason",
 )
 RUN_FIELDS = ("id", "event_id", "handler", "status", "error", "traceback", "started_at",
-              "duration_ms", "trigger")
+              "duration_ms", "trigger", "attempt", "gave_up")
 #: Every column ``receiver copy`` moves, per table.
 COPY_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": (*EVENT_FIELDS, "lease_owner", "lease_expires"),
     "deliveries": (*DELIVERY_FIELDS, "body"),
     "handler_runs": RUN_FIELDS,
+    # Without the lease: a copied attempt is claimed afresh where it lands.
+    "handler_retries": ("id", "event_id", "handler", "attempt", "attempts", "due_at"),
 }
+#: Columns that are booleans on PostgreSQL and 0/1 on SQLite.
+BOOLEAN_COLUMNS = frozenset({"duplicate", "gave_up"})
 
 #: A stored event as a row in ``EVENT_FIELDS`` order, ``data`` left as its JSON text: what
 #: an export passes on without parsing it.
@@ -215,7 +219,7 @@ def event_from_row(row: Sequence[Any]) -> Event:
         occurred_at=row[5], received_at=row[6], account=row[7], actor=row[8],
         subject_type=row[9], subject_id=row[10], endpoint=row[11], signature_status=row[12],
         data=json.loads(data) if isinstance(data, (str, bytes)) else data,
-        delivery_count=row[14], dispatch_status=row[15],
+        delivery_count=row[14], dispatch_status=row[15], next_attempt_at=row[16],
     )
 
 
@@ -241,7 +245,20 @@ def delivery_from_row(row: Sequence[Any], *, with_body: bool = False) -> dict[st
 
 
 def run_from_row(row: Sequence[Any]) -> dict[str, Any]:
-    return dict(zip(RUN_FIELDS, row, strict=True))
+    record = dict(zip(RUN_FIELDS, row, strict=True))
+    record["gave_up"] = bool(record["gave_up"])
+    return record
+
+
+@dataclass(frozen=True)
+class ScheduledAttempt:
+    """The next attempt of a handler that failed: its number, the wait before it, and the
+    attempts the handler has in all (for "attempt 3 of 11")."""
+
+    handler: str
+    attempt: int
+    wait: float
+    attempts: int
 
 
 #: Rows rolled up per upkeep transaction (deliveries, then handler runs).
@@ -456,9 +473,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def record_runs(self, event_id: int, runs: Sequence[Mapping[str, Any]], *, trigger: str,
-                    owner: str | None = None) -> list[dict[str, Any]]:
-        """Store handler runs and settle the event's dispatch status from each handler's
-        latest run; releases the lease. Returns the stored runs."""
+                    owner: str | None = None,
+                    scheduled: Sequence[ScheduledAttempt] = ()) -> list[dict[str, Any]]:
+        """Store handler runs (with their ``attempt`` and ``gave_up``), replace the scheduled
+        attempts of the handlers that ran by ``scheduled``, settle the event's dispatch status
+        (``retrying``, ``failed``, ``done``); releases the lease. Returns the stored runs."""
+
+    @abc.abstractmethod
+    def claim_due_attempts(self, owner: str, *, lease_seconds: float,
+                           limit: int = 20) -> list[Any]:
+        """Lease scheduled attempts that are due to ``owner`` (``DueAttempt``s, soonest
+        first); an attempt whose worker died is claimed again once its lease ran out."""
 
     # -- copying between stores -----------------------------------------------------------
 

@@ -27,6 +27,7 @@ from ..events import Delivery, Event, NormalizedEvent, utc_now_iso
 from .activity_queries import SCHEMA as ACTIVITY_SCHEMA
 from .activity_queries import ActivityQueries, ExecuteMany, Fetch
 from .base import (
+    BOOLEAN_COLUMNS,
     COPY_COLUMNS,
     EXPORT_BATCH,
     EXPORT_WINDOW,
@@ -38,13 +39,11 @@ from .base import (
     event_from_row,
     event_values,
     login_nonce_cutoff,
-    run_from_row,
     storable_text,
     storable_values,
 )
 from .row_queries import (
     EVENT_COLUMNS,
-    RUN_COLUMNS,
     RowReads,
     export_start,
     export_windows,
@@ -52,6 +51,7 @@ from .row_queries import (
     keyset_query,
     purge_refused,
 )
+from .run_queries import RETRY_SCHEMA, DueAttempt, RunQueries
 from .sqlite_search import FTS_COLUMNS, INDEX_BATCH, Scope, SearchIndex
 from .where import event_filter_terms
 
@@ -169,6 +169,13 @@ def m004_activity(db: sqlite_utils.Database) -> None:
     db.executescript(ACTIVITY_SCHEMA)
 
 
+@migrations()
+def m005_handler_retries(db: sqlite_utils.Database) -> None:
+    """Scheduled attempts of failed handlers, the attempt of each run, ``next_attempt_at``
+    (``run_queries``). Events that failed before stay ``failed``: nothing is scheduled."""
+    db.executescript(RETRY_SCHEMA.format(id="INTEGER PRIMARY KEY"))
+
+
 _INSERT_EVENT = """
 INSERT INTO events (source, event_type, vendor_event, external_id, occurred_at, received_at,
                     account, actor, subject_type, subject_id, endpoint, signature_status, data,
@@ -190,7 +197,7 @@ VALUES (:received_at, :endpoint, :method, :path, :query, :remote_addr, :headers,
 """
 
 
-class SQLiteStore(ActivityQueries, RowReads, Store):
+class SQLiteStore(ActivityQueries, RowReads, RunQueries, Store):
     """Owns the database file: one connection per thread, migrations at open."""
 
     MARK = "?"
@@ -513,6 +520,7 @@ class SQLiteStore(ActivityQueries, RowReads, Store):
                     f"INSERT INTO events_fts (events_fts, rowid, {FTS_COLUMNS}) SELECT 'delete',"
                     f" id, {FTS_COLUMNS} FROM events WHERE id IN ({marks}) AND id <= ?",
                     [*ids, upto])
+                conn.execute(f"DELETE FROM handler_retries WHERE event_id IN ({marks})", ids)
                 counts["handler_runs"] += conn.execute(
                     f"DELETE FROM handler_runs WHERE event_id IN ({marks})", ids).rowcount
                 counts["deliveries"] += conn.execute(
@@ -605,44 +613,36 @@ class SQLiteStore(ActivityQueries, RowReads, Store):
         """Push back the expiry of every pending event ``owner`` holds, queued or running,
         so a slow handler or a long queue never lets another worker take over a dispatch
         that is alive; returns how many."""
+        expires = time.time() + lease_seconds
         with self.write() as conn:
             return conn.execute(
                 "UPDATE events SET lease_expires = ? WHERE dispatch_status = 'pending'"
-                " AND lease_owner = ?", (time.time() + lease_seconds, owner)).rowcount
+                " AND lease_owner = ?", (expires, owner)).rowcount + conn.execute(
+                "UPDATE handler_retries SET lease_expires = ? WHERE lease_owner = ?",
+                (expires, owner)).rowcount
 
-    def record_runs(
-        self, event_id: int, runs: Sequence[Mapping[str, Any]], *, trigger: str,
-        owner: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Store handler runs and settle the event's dispatch status from each handler's
-        latest run; releases the lease held by ``owner``."""
+    def _run_write(self) -> Any:
+        return self.write()
+
+    def claim_due_attempts(self, owner: str, *, lease_seconds: float,
+                           limit: int = 20) -> list[DueAttempt]:
+        now = time.time()
         with self.write() as conn:
-            ids = []
-            for run in map(storable_values, runs):
-                cursor = conn.execute(
-                    "INSERT INTO handler_runs (event_id, handler, status, error, traceback,"
-                    " started_at, duration_ms, trigger) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (event_id, run["handler"], run["status"], run.get("error"),
-                     run.get("traceback"), run["started_at"], run["duration_ms"], trigger),
-                )
-                ids.append(cursor.lastrowid)
-            failed = conn.execute(
-                "SELECT count(*) FROM handler_runs AS r WHERE r.event_id = ? AND r.status"
-                " = 'error' AND r.id = (SELECT max(id) FROM handler_runs WHERE event_id ="
-                " r.event_id AND handler = r.handler)",
-                (event_id,),
-            ).fetchone()[0]
-            conn.execute(
-                "UPDATE events SET dispatch_status = ?, lease_owner = NULL, lease_expires = NULL"
-                " WHERE id = ?",
-                ("failed" if failed else "done", event_id),
-            )
-            placeholders = ",".join("?" for _ in ids) or "NULL"
-            rows = conn.execute(
-                f"SELECT {RUN_COLUMNS} FROM handler_runs WHERE id IN ({placeholders})"
-                " ORDER BY id", ids,
-            ).fetchall()
-        return [run_from_row(row) for row in rows]
+            claimed = conn.execute(
+                "UPDATE handler_retries SET lease_owner = ?, lease_expires = ? WHERE id IN ("
+                " SELECT id FROM handler_retries WHERE due_at <= ? AND (lease_expires IS NULL"
+                f" OR lease_expires < ?) ORDER BY due_at LIMIT {int(limit)})"
+                " RETURNING event_id, handler, attempt, due_at",
+                (owner, now + lease_seconds, now, now)).fetchall()
+            if not claimed:
+                return []
+            ids = sorted({row[0] for row in claimed})
+            events = {row[0]: event_from_row(row) for row in conn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE id IN ({','.join('?' * len(ids))})",
+                ids).fetchall()}
+        return [DueAttempt(events[event_id], handler, attempt)
+                for event_id, handler, attempt, _ in sorted(claimed, key=lambda row: row[3])
+                if event_id in events]
 
     def use_login_nonce(self, nonce: str) -> bool:
         with self.write() as conn:
@@ -663,7 +663,7 @@ class SQLiteStore(ActivityQueries, RowReads, Store):
         inserted: list[int] = []
         with self.write() as conn:
             for row in map(storable_values, rows):
-                values = [int(row[column]) if column == "duplicate" else row[column]
+                values = [int(row[column]) if column in BOOLEAN_COLUMNS else row[column]
                           for column in columns]
                 inserted += [found[0] for found in conn.execute(insert, values).fetchall()]
             if table == "events" and inserted:

@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 from ...config import placeholders
 from ...events import Event
+from ..retries import GiveUp
 from ..signals import on
 
 logger = logging.getLogger(__name__)
@@ -175,8 +176,30 @@ HANDLER_NAME = "receiver.builtin.password_reset.mail_password_reset_token"
 
 @on("user.password-reset", source="keygen", enabled=mail_enabled, name=HANDLER_NAME)
 def mail_password_reset_token(event: Event, settings: Mapping[str, Any], **extra: Any) -> None:
-    """Mail the reset link and token to the user of a Keygen ``user.password-reset`` event."""
-    message = build_message(event, settings)
-    send_message(message, settings)
+    """Mail the reset link and token to the user of a Keygen ``user.password-reset`` event.
+
+    A server that cannot be reached or answers 4xx (try later) fails the run, so it is tried
+    again with backoff; a 5xx refusal of the recipient, the sender or the message cannot get
+    better by waiting and gives up, as does an event that holds no address or token.
+    """
+    try:
+        message = build_message(event, settings)
+    except ValueError as error:
+        raise GiveUp(str(error)) from None
+    try:
+        send_message(message, settings)
+    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused,
+            smtplib.SMTPDataError) as error:
+        if _permanent(error):
+            raise GiveUp(f"{type(error).__name__}: {error}") from error
+        raise
     domain = str(message["To"]).rpartition("@")[2].rstrip(">")
     logger.info("mailed the password-reset link of event %s to a user at %s", event.id, domain)
+
+
+def _permanent(error: smtplib.SMTPException) -> bool:
+    """A 5xx answer (RFC 5321: permanent); for refused recipients, every one of them."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return bool(error.recipients) and all(
+            code >= 500 for code, _ in error.recipients.values())
+    return getattr(error, "smtp_code", 0) >= 500

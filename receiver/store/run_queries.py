@@ -1,0 +1,202 @@
+"""Handler runs and their scheduled attempts, written once for both backends (the
+placeholder aside).
+
+A handler that failed and has attempts left gets a row in ``handler_retries``: which event,
+which handler, the number of the attempt to run, when it is due (epoch seconds), and a lease
+like a pending event's. The row is deleted when that handler runs on the event again, by
+the attempt itself, a replay or a cancel, so one row at most per (event, handler). The
+event's ``dispatch_status`` follows: ``retrying`` while it has rows, then ``failed`` if a
+handler's latest run failed, else ``done``; ``next_attempt_at`` is its earliest due time.
+
+Claiming the due rows differs per backend (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) and is
+each backend's; the rest is here.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..events import Event, format_time
+from .base import ScheduledAttempt, run_from_row, storable_values
+from .row_queries import RUN_COLUMNS
+
+#: The migration both backends run, ``{id}`` being their identity column.
+RETRY_SCHEMA = """
+ALTER TABLE events ADD COLUMN next_attempt_at text;
+ALTER TABLE handler_runs ADD COLUMN attempt integer NOT NULL DEFAULT 1;
+ALTER TABLE handler_runs ADD COLUMN gave_up boolean NOT NULL DEFAULT false;
+CREATE TABLE handler_retries (
+    id {id},
+    event_id bigint NOT NULL REFERENCES events (id),
+    handler text NOT NULL,
+    attempt integer NOT NULL,
+    attempts integer NOT NULL,
+    due_at double precision NOT NULL,
+    lease_owner text,
+    lease_expires double precision,
+    UNIQUE (event_id, handler)
+);
+CREATE INDEX handler_retries_due ON handler_retries (due_at);
+CREATE INDEX events_retrying ON events (id) WHERE dispatch_status = 'retrying';
+CREATE INDEX handler_runs_gave_up ON handler_runs (handler) WHERE gave_up;
+"""
+
+#: The columns of a scheduled attempt as ``scheduled_attempts`` returns them.
+ATTEMPT_FIELDS = ("handler", "attempt", "attempts", "due_at", "lease_owner")
+
+
+@dataclass(frozen=True)
+class DueAttempt:
+    """A scheduled attempt claimed to run now: the event, the handler, its number."""
+
+    event: Event
+    handler: str
+    attempt: int
+
+
+def due_time(seconds: float) -> str:
+    """An epoch time as the ISO text every stored time has."""
+    return format_time(dt.datetime.fromtimestamp(seconds, dt.UTC))
+
+
+class RunQueries(abc.ABC):
+    """Mixed into each backend's store: the runs, and the schedule kept beside them."""
+
+    MARK: ClassVar[str]
+
+    @abc.abstractmethod
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """One read statement with ``MARK`` placeholders."""
+
+    @abc.abstractmethod
+    def _run_write(self) -> Any:
+        """A durable write transaction (a context manager giving a connection whose
+        ``execute`` takes ``MARK`` placeholders)."""
+
+    def record_runs(self, event_id: int, runs: Sequence[Any], *, trigger: str,
+                    owner: str | None = None,
+                    scheduled: Sequence[ScheduledAttempt] = ()) -> list[dict[str, Any]]:
+        """Store the runs, replace the scheduled attempts of the handlers that ran by
+        ``scheduled``, settle the event's status and release its lease, in one transaction.
+        Returns the stored runs."""
+        m = self.MARK
+        insert = ("INSERT INTO handler_runs (event_id, handler, status, error, traceback,"
+                  " started_at, duration_ms, trigger, attempt, gave_up) VALUES"
+                  f" ({', '.join([m] * 10)}) RETURNING {RUN_COLUMNS}")
+        stored: list[dict[str, Any]] = []
+        with self._run_write() as conn:
+            for run in map(storable_values, runs):
+                row = conn.execute(insert, (
+                    event_id, run["handler"], run["status"], run.get("error"),
+                    run.get("traceback"), run["started_at"], run["duration_ms"], trigger,
+                    int(run.get("attempt") or 1), bool(run.get("gave_up")))).fetchone()
+                stored.append(run_from_row(row))
+            self._reschedule(conn, event_id, [run["handler"] for run in stored], scheduled)
+            self._settle(conn, event_id, release=True)
+        return stored
+
+    # -- inside a write transaction -------------------------------------------------------
+
+    def _reschedule(self, conn: Any, event_id: int, handlers: Iterable[str],
+                    scheduled: Sequence[Any]) -> None:
+        """The handlers that just ran lose their scheduled attempt; ``scheduled``
+        (``ScheduledAttempt``s) are the new ones."""
+        m = self.MARK
+        names = sorted(set(handlers))
+        if names:
+            marks = ", ".join([m] * len(names))
+            conn.execute(f"DELETE FROM handler_retries WHERE event_id = {m} AND handler IN"
+                         f" ({marks})", [event_id, *names])
+        now = time.time()
+        for attempt in scheduled:
+            conn.execute(
+                "INSERT INTO handler_retries (event_id, handler, attempt, attempts, due_at)"
+                f" VALUES ({m}, {m}, {m}, {m}, {m})",
+                (event_id, attempt.handler, attempt.attempt, attempt.attempts,
+                 now + attempt.wait))
+
+    def _settle(self, conn: Any, event_id: int, *, release: bool = False) -> str:
+        """The event's status and next attempt from its schedule and latest runs; with
+        ``release`` its dispatch lease is let go too."""
+        m = self.MARK
+        due = conn.execute(f"SELECT min(due_at) FROM handler_retries WHERE event_id = {m}",
+                           (event_id,)).fetchone()[0]
+        if due is not None:
+            status, next_at = "retrying", due_time(due)
+        else:
+            failed = conn.execute(
+                "SELECT count(*) FROM handler_runs AS r WHERE r.event_id = "
+                f"{m} AND r.status = 'error' AND r.id = (SELECT max(id) FROM handler_runs"
+                " WHERE event_id = r.event_id AND handler = r.handler)",
+                (event_id,)).fetchone()[0]
+            status, next_at = ("failed" if failed else "done"), None
+        lease = ", lease_owner = NULL, lease_expires = NULL" if release else ""
+        conn.execute(f"UPDATE events SET dispatch_status = {m}, next_attempt_at = {m}{lease}"
+                     f" WHERE id = {m}", (status, next_at, event_id))
+        return status
+
+    # -- the schedule as the inspector and the CLI use it ---------------------------------
+
+    def scheduled_attempts(self, event_id: int) -> list[dict[str, Any]]:
+        """The event's scheduled attempts, soonest first (``due_at`` as ISO text)."""
+        m = self.MARK
+        rows = self.rows(f"SELECT {', '.join(ATTEMPT_FIELDS)} FROM handler_retries"
+                         f" WHERE event_id = {m} ORDER BY due_at, handler", (event_id,))
+        found = []
+        for row in rows:
+            record = dict(zip(ATTEMPT_FIELDS, row, strict=True))
+            record["due_at"] = due_time(record["due_at"])
+            record["running"] = record.pop("lease_owner") is not None
+            found.append(record)
+        return found
+
+    def retry_now(self, event_id: int, handlers: Sequence[str] | None = None) -> int:
+        """Make the event's scheduled attempts (or those of ``handlers``) due now; how many."""
+        m = self.MARK
+        terms, params = f"event_id = {m}", [event_id]
+        if handlers is not None:
+            terms += f" AND handler IN ({', '.join([m] * len(handlers))})"
+            params += list(handlers)
+        with self._run_write() as conn:
+            changed = conn.execute(f"UPDATE handler_retries SET due_at = {m} WHERE {terms}",
+                                   [time.time(), *params]).rowcount
+            if changed:
+                self._settle(conn, event_id)
+        return int(changed)
+
+    def cancel_retries(self, event_id: int, handlers: Sequence[str] | None = None) -> int:
+        """Drop the event's scheduled attempts (or those of ``handlers``): its status settles
+        from the latest runs (``failed``). How many were dropped."""
+        m = self.MARK
+        terms, params = f"event_id = {m}", [event_id]
+        if handlers is not None:
+            terms += f" AND handler IN ({', '.join([m] * len(handlers))})"
+            params += list(handlers)
+        with self._run_write() as conn:
+            dropped = conn.execute(f"DELETE FROM handler_retries WHERE {terms}",
+                                   params).rowcount
+            if dropped:
+                self._settle(conn, event_id)
+        return int(dropped)
+
+    def retry_counts(self) -> dict[str, dict[str, int]]:
+        """Per handler: events with an attempt scheduled (``retrying``) and runs that gave
+        up (``gave_up``), along the two small indexes."""
+        counts: dict[str, dict[str, int]] = {}
+        for handler, number in self.rows(
+                "SELECT handler, count(*) FROM handler_retries GROUP BY handler"):
+            counts.setdefault(handler, {"retrying": 0, "gave_up": 0})["retrying"] = number
+        for handler, number in self.rows(
+                "SELECT handler, count(*) FROM handler_runs WHERE gave_up GROUP BY handler"):
+            counts.setdefault(handler, {"retrying": 0, "gave_up": 0})["gave_up"] = number
+        return counts
+
+    def events_retrying(self) -> int:
+        """How many events have an attempt scheduled."""
+        return int(self.rows(
+            "SELECT count(*) FROM events WHERE dispatch_status = 'retrying'")[0][0])
