@@ -61,11 +61,11 @@ def invoke(runner: CliRunner, *args: str, code: int = 0) -> Any:
 
 @pytest.fixture
 def order_handler() -> Iterator[dict[str, Any]]:
-    """A handler on generic order.paid that fails until told otherwise."""
+    """A handler on generic order.paid that fails until told otherwise (never retried)."""
     before = signals.registry_keys()
     state: dict[str, Any] = {"fail": True, "seen": []}
 
-    @on("order.paid", source="generic", name=HANDLER)
+    @on("order.paid", source="generic", name=HANDLER, retries=0)
     def handle(event: Any, **extra: Any) -> None:
         state["seen"].append(event.id)
         if state["fail"]:

@@ -92,7 +92,11 @@ def test_one_failing_handler_is_recorded_while_others_run(client, store) -> None
     assert "raise RuntimeError" in runs["tests.flaky"]["traceback"]
     assert runs["tests.steady"]["status"] == "ok" and runs["tests.steady"]["trigger"] == \
         "delivery"
-    assert store.get_event(event_id).dispatch_status == "failed"
+    # By default a failed handler is tried again later (30 s, then doubling): retrying.
+    event = store.get_event(event_id)
+    assert event.dispatch_status == "retrying" and event.next_attempt_at is not None
+    assert [attempt["handler"] for attempt in store.scheduled_attempts(event_id)] == [
+        "tests.flaky"]
 
 
 def test_replay_only_the_failed_handler(client, store) -> None:
@@ -319,7 +323,8 @@ def test_smtp_down_is_a_recorded_error_and_still_200(make_app) -> None:
     store = app.extensions["receiver.store"]
     (run,) = store.runs_for_event(answer.json["event_id"])
     assert run["status"] == "error" and "ConnectionRefusedError" in run["error"]
-    assert store.get_event(answer.json["event_id"]).dispatch_status == "failed"
+    # An SMTP server that cannot be reached is tried again later.
+    assert store.get_event(answer.json["event_id"]).dispatch_status == "retrying"
 
 
 # -- a user's plugin, installed as a real distribution, under several gunicorn workers -----

@@ -92,11 +92,11 @@ def add_events(store: Any, count: int, prefix: str = "bulk") -> None:
 
 @pytest.fixture
 def order_handler() -> Iterator[dict[str, Any]]:
-    """A handler on generic order.paid that fails until told otherwise."""
+    """A handler on generic order.paid that fails until told otherwise (never retried)."""
     before = signals.registry_keys()
     state: dict[str, Any] = {"fail": True, "seen": []}
 
-    @on("order.paid", source="generic", name="tests.web_api.order_handler")
+    @on("order.paid", source="generic", name="tests.web_api.order_handler", retries=0)
     def handle(event: Any, **extra: Any) -> None:
         state["seen"].append(event.id)
         if state["fail"]:

@@ -149,10 +149,11 @@ def registry() -> Iterator[None]:
 
 @pytest.fixture
 def flaky(registry: None) -> dict[str, Any]:
-    """Two handlers on license.*: one that fails until told otherwise, one that works."""
+    """Two handlers on license.*: one that fails until told otherwise (never retried), one
+    that works."""
     state: dict[str, Any] = {"fail": True}
 
-    @on("license.*", name="tests.inspect.crm_sync")
+    @on("license.*", name="tests.inspect.crm_sync", retries=0)
     def crm_sync(event: Any, **extra: Any) -> None:
         if state["fail"]:
             raise RuntimeError(f"CRM unreachable for {event.subject_id} {HOSTILE}")
@@ -692,7 +693,7 @@ def test_inspect_masks_secret_looking_headers_and_query(client: Any) -> None:
 
 
 def test_inspect_masks_secrets_in_handler_errors(client: Any, registry: None) -> None:
-    @on("user.password-reset", name="tests.inspect.leaky")
+    @on("user.password-reset", name="tests.inspect.leaky", retries=0)
     def leaky(event: Any, **extra: Any) -> None:
         raise ValueError(f"could not mail token {event.data['meta']['passwordResetToken']}")
 
