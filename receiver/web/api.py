@@ -127,8 +127,11 @@ def _change_retries(event_id: int, action: str) -> Response:
     store = get_store()
     store.get_event(event_id)  # 404 before anything else
     retries = schedule_of(store)
+    if names is not None:  # only names with an attempt scheduled reach the query
+        scheduled = {attempt["handler"] for attempt in retries.scheduled_attempts(event_id)}
+        names = [name for name in names if name in scheduled]
     if names == []:
-        changed = 0  # no handler named, nothing to change
+        changed = 0
     else:
         changed = (retries.retry_now(event_id, names) if action == "retry-now"
                    else retries.cancel_retries(event_id, names))
