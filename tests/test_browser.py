@@ -392,3 +392,56 @@ def test_browser_readme_screenshot_shows_the_history(serve: Any, page: Any, tmp_
     assert picture[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", picture[16:24]) == (1280, 800)
     assert README_SCREENSHOT.exists(), "docs/inspector.png: run with RECEIVER_UPDATE_SCREENSHOT=1"
+
+
+# -- handler retries ----------------------------------------------------------------------------
+
+RETRY_PLUGIN = '''
+from receiver import on
+
+
+@on("license.*")
+def crm_retry(event, attempt, **extra):
+    """Fails its first attempt (the CRM answers 502), works from the second on."""
+    if attempt < 2:
+        raise RuntimeError(f"CRM answered 502 on attempt {attempt}")
+'''
+
+
+def test_browser_retry_now_runs_the_scheduled_attempt(serve: Any, page: Any,
+                                                      tmp_path: Path) -> None:
+    from .waiting import wait_for
+
+    install_plugin(tmp_path / "site", "acme_retry", RETRY_PLUGIN)
+    server = serve(env={"PYTHONPATH": str(tmp_path / "site"), "RECEIVER_DISPATCH": "background",
+                        "RECEIVER_HANDLER_BACKOFF": "1h"})
+    event_id = post(server, "keygen", "license.created")["event_id"]
+
+    def event() -> dict[str, Any]:
+        answer: dict[str, Any] = requests.get(f"{server.url}/api/events/{event_id}",
+                                              timeout=10).json()
+        return answer
+
+    wait_for(lambda: event()["dispatch_status"] == "retrying",
+             message=lambda: f"never retrying: {event()}\n{server.output()}")
+    page.goto(f"{server.url}/events/{event_id}")
+    expect(page.locator(".page-head .badge.dispatch")).to_have_text("retrying")
+    expect(page.locator("#schedule li")).to_have_text(re.compile(
+        r"acme_retry\.crm_retry: attempt 2 of 11, next at \d\d:\d\d:\d\d UTC \(in \d+ min\)"))
+    runs = page.locator("#runs table tbody tr[id^=run-]")
+    expect(runs).to_have_count(1)
+    expect(runs.first.locator('[data-field="attempt"]')).to_have_text("attempt 1")
+    expect(page.locator("#runs p.err")).to_have_text("RuntimeError: CRM answered 502 on attempt 1")
+
+    page.get_by_role("button", name="Retry now").click()
+    expect(page).to_have_url(f"{server.url}/events/{event_id}#runs")
+    expect(page.get_by_role("status")).to_contain_text("1 scheduled attempt is due now")
+    wait_for(lambda: event()["dispatch_status"] == "done",
+             message=lambda: f"the retry did not run: {event()}\n{server.output()}")
+    page.reload()
+    expect(runs).to_have_count(2)
+    expect(runs.nth(1)).to_contain_text("retry")
+    expect(runs.nth(1).locator('[data-field="attempt"]')).to_have_text("attempt 2")
+    expect(runs.nth(1)).to_contain_text("ok")
+    expect(page.locator("#schedule")).to_have_count(0)
+    expect(page.get_by_role("button", name="Retry now")).to_have_count(0)

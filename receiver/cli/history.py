@@ -50,8 +50,10 @@ def events(limit: int, as_json: bool, db: str | None, **options: Any) -> None:
 @click.option("--reveal", is_flag=True, help="Show secrets unmasked.")
 @db_option
 def show(event_id: int, reveal: bool, db: str | None) -> None:
-    """Show one event with its deliveries and handler runs (JSON)."""
+    """Show one event with its deliveries, handler runs and scheduled attempts (JSON); the
+    retries of a failed handler are also told in words on stderr."""
     from ..read.mask import mask_data, mask_headers
+    from ..store.run_queries import schedule_of
 
     store = open_history(db)
     try:
@@ -66,7 +68,30 @@ def show(event_id: int, reveal: bool, db: str | None) -> None:
             delivery["headers"] = mask_headers(delivery["headers"])
     record["deliveries"] = deliveries
     record["handler_runs"] = store.runs_for_event(event_id)
+    record["scheduled_attempts"] = schedule_of(store).scheduled_attempts(event_id)
     click.echo(json.dumps(record, indent=2))
+    for line in retry_lines(record["handler_runs"], record["scheduled_attempts"]):
+        click.echo(line, err=True)
+
+
+def retry_lines(runs: list[dict[str, Any]], scheduled: list[dict[str, Any]]) -> list[str]:
+    """Each run with its attempt and the schedule, in words: only for an event whose
+    handlers were retried or are to be (stdout stays the JSON alone either way)."""
+    from ..read.schedule import attempt_views
+
+    if not scheduled and not any(run["attempt"] > 1 or run["gave_up"] for run in runs):
+        return []
+    lines = []
+    for run in runs:
+        gave_up = ", gave up" if run["gave_up"] else ""
+        error = f": {run['error']}" if run["error"] else ""
+        lines.append(f"run {run['id']} {run['handler']} attempt {run['attempt']}"
+                     f" ({run['trigger']}) {run['status']}{gave_up}{error}")
+    for view in attempt_views(scheduled):
+        when = "running now" if view["running"] else f"at {view['at']} UTC ({view['wait']})"
+        lines.append(f"next attempt of {view['handler']}: {view['attempt']} of "
+                     f"{view['attempts']} {when}")
+    return lines
 
 
 def follow(store: Any, filters: Any, *, since_id: int, interval: float) -> Iterator[Event]:

@@ -12,7 +12,7 @@ from ..errors import BadRequest
 from ..store import MAX_ID, ActivityFilters, DeliveryFilters, EventFilters, rollups
 
 SIGNATURE_STATUSES = ("valid", "invalid", "unsigned", "unchecked")
-DISPATCH_STATUSES = ("pending", "done", "failed")
+DISPATCH_STATUSES = ("pending", "retrying", "done", "failed")
 MAX_LIMIT = 500
 DIGITS = re.compile(r"[0-9]{1,19}")
 

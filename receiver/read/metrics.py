@@ -2,10 +2,11 @@
 
 Two kinds of numbers, each from where it is true for the whole deployment:
 
-* Counts (deliveries by source/endpoint/status, signature verdicts, handler runs, pending
-  events) come from the database at scrape time: the rollups of ``store.activity_queries``
-  plus the rows not rolled up yet. Every worker and every node answers the same totals, they
-  survive restarts, and ingest writes nothing extra for them.
+* Counts (deliveries by source/endpoint/status, signature verdicts, handler runs, handlers
+  that gave up, pending and retrying events) come from the database at scrape time: the
+  rollups of ``store.activity_queries`` plus the rows not rolled up yet. Every worker and
+  every node answers the same totals, they survive restarts, and ingest writes nothing
+  extra for them.
 * The ingest latency histogram is measured per process, in memory. Under ``receiver serve``
   it uses ``prometheus_client``'s multiprocess mode: each worker writes its observations to
   a memory-mapped file in ``PROMETHEUS_MULTIPROC_DIR`` (made by ``receiver serve`` when
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..store import Store, rollups
+from ..store.run_queries import schedule_of
 from ..store.upkeep import UnavailableCounts
 
 #: Seconds: the ingest latency histogram's buckets.
@@ -91,6 +93,13 @@ class StoreCollector:
             runs.add_metric([name, "error"], stats.failures)
         yield runs
 
+        gave_up = CounterMetricFamily("receiver_handler_gave_up", "Handler runs after which "
+                                      "no further attempt was made (retries used up, GiveUp, "
+                                      "retries=0)", labels=["handler"])
+        for name, counts in sorted(schedule_of(self.store).retry_counts().items()):
+            gave_up.add_metric([name], counts["gave_up"])
+        yield gave_up
+
         pending = self.store.pending_summary()
         oldest = min((row[3] for row in pending), default=None)
         age = 0.0
@@ -101,6 +110,9 @@ class StoreCollector:
                                 "run yet", value=sum(row[2] for row in pending))
         yield GaugeMetricFamily("receiver_oldest_pending_seconds", "Age of the oldest event "
                                 "waiting for its handlers (0: none waits)", value=age)
+        retrying = schedule_of(self.store).events_retrying()
+        yield GaugeMetricFamily("receiver_events_retrying", "Events with a failed handler's "
+                                "next attempt scheduled", value=retrying)
 
 
 def exposition(store: Store, unavailable: UnavailableCounts, timer: IngestTimer) -> bytes:

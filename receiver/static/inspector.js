@@ -215,9 +215,9 @@
           merge(arrived.slice().reverse());
           return redrawn;
         }
-        // Any delivery may be a new event or a duplicate of a shown one; pending rows
-        // change once their handlers ran.
-        if (arrived.length || tbody.querySelector(".dispatch-pending")) {
+        // Any delivery may be a new event or a duplicate of a shown one; pending and
+        // retrying rows change once their handlers ran.
+        if (arrived.length || tbody.querySelector(".dispatch-pending, .dispatch-retrying")) {
           // Enough rows to cover everything that arrived since the last poll.
           var limit = Math.min(500, Math.max(pageLimit, arrived.length));
           return Promise.all([redrawn, getJSON(withParam(api, "limit", limit)).then(function (page) {

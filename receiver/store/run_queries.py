@@ -158,7 +158,8 @@ class RunQueries(abc.ABC):
     def retry_now(self, event_id: int, handlers: Sequence[str] | None = None) -> int:
         """Make the event's scheduled attempts (or those of ``handlers``) due now; how many."""
         m = self.MARK
-        terms, params = f"event_id = {m}", [event_id]
+        terms = f"event_id = {m}"
+        params: list[Any] = [event_id]
         if handlers is not None:
             terms += f" AND handler IN ({', '.join([m] * len(handlers))})"
             params += list(handlers)
@@ -173,7 +174,8 @@ class RunQueries(abc.ABC):
         """Drop the event's scheduled attempts (or those of ``handlers``): its status settles
         from the latest runs (``failed``). How many were dropped."""
         m = self.MARK
-        terms, params = f"event_id = {m}", [event_id]
+        terms = f"event_id = {m}"
+        params: list[Any] = [event_id]
         if handlers is not None:
             terms += f" AND handler IN ({', '.join([m] * len(handlers))})"
             params += list(handlers)
@@ -200,3 +202,10 @@ class RunQueries(abc.ABC):
         """How many events have an attempt scheduled."""
         return int(self.rows(
             "SELECT count(*) FROM events WHERE dispatch_status = 'retrying'")[0][0])
+
+
+def schedule_of(store: Any) -> RunQueries:
+    """The store as the schedule's reader (both backends mix ``RunQueries`` in)."""
+    if not isinstance(store, RunQueries):
+        raise TypeError(f"{type(store).__name__} keeps no handler retries")
+    return store

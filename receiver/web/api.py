@@ -17,6 +17,7 @@ from ..read import export, mask, metrics
 from ..read.filters import activity_args, delivery_filters, event_filters, page_args, parse_id
 from ..resources import PACKAGE_DIR
 from ..store import Store
+from ..store.run_queries import schedule_of
 from . import common
 from .common import delivery_json, event_json, get_store, reveal
 from .streaming import HEARTBEAT, bound_unsent
@@ -66,6 +67,7 @@ def show_event(event_id: int) -> Response:
     record["deliveries"] = [delivery_json(d, revealed=revealed)
                             for d in store.deliveries_for_event(event_id)]
     record["handler_runs"] = store.runs_for_event(event_id)
+    record["scheduled_attempts"] = schedule_of(store).scheduled_attempts(event_id)
     return jsonify(record)
 
 
@@ -99,6 +101,42 @@ def replay_event(event_id: int) -> Response:
     runs = dispatch.replay(get_store(), current_app.config, event_id,
                            only_failed=only_failed, names=names)
     return jsonify({"runs": runs})
+
+
+@bp.post("/api/events/<int:event_id>/retry-now")
+def retry_event_now(event_id: int) -> Response:
+    """Make the event's scheduled attempts (or those of ``handlers``) due now; the
+    dispatcher's next sweep runs them."""
+    return _change_retries(event_id, "retry-now")
+
+
+@bp.post("/api/events/<int:event_id>/cancel-retries")
+def cancel_event_retries(event_id: int) -> Response:
+    """Drop the event's scheduled attempts (or those of ``handlers``)."""
+    return _change_retries(event_id, "cancel-retries")
+
+
+def _change_retries(event_id: int, action: str) -> Response:
+    options = json_options()
+    if not isinstance(options, dict):
+        raise BadRequest(f"{action} options must be a JSON object")
+    names = options.get("handlers")
+    if names is not None and (not isinstance(names, list)
+                              or not all(isinstance(name, str) for name in names)):
+        raise BadRequest("handlers must be a list of handler names or null")
+    store = get_store()
+    store.get_event(event_id)  # 404 before anything else
+    retries = schedule_of(store)
+    if names is not None:  # only names with an attempt scheduled reach the query
+        scheduled = {attempt["handler"] for attempt in retries.scheduled_attempts(event_id)}
+        names = [name for name in names if name in scheduled]
+    if names == []:
+        changed = 0
+    else:
+        changed = (retries.retry_now(event_id, names) if action == "retry-now"
+                   else retries.cancel_retries(event_id, names))
+    return jsonify({"changed": changed,
+                    "event": event_json(store.get_event(event_id), revealed=reveal())})
 
 
 MAX_WAIT_SECONDS = 25.0

@@ -2,7 +2,8 @@
 
 One row per handler, loaded (plugins, ``@on`` functions, blinker receivers) or seen in the
 recorded runs: runs, failures, the last failure with its error, p50/p95 duration over a
-chosen window (from the ``handler_activity`` rollup), and the events waiting for it. A bulk
+chosen window (from the ``handler_activity`` rollup), the events waiting for it, and its
+retries: the setting, the events with an attempt scheduled and the runs that gave up. A bulk
 replay is two steps: ``GET /handlers/replay`` shows how many events it would touch, the
 POST behind its button (CSRF) runs them through ``bulk_replay``.
 """
@@ -30,6 +31,7 @@ from ..events import format_time
 from ..handlers import replay, signals
 from ..read.filters import event_filters
 from ..store import rollups
+from ..store.run_queries import schedule_of
 from . import csrf
 from .common import get_store, share_page_behaviour
 from .streaming import HEARTBEAT
@@ -88,6 +90,8 @@ def handler_rows(label: str) -> list[dict[str, Any]]:
     pending = store.pending_summary()
     names = [*loaded, *sorted(set(stats) - set(loaded))]
     failing = store.failing_counts(names, cap=FAILING_CAP)
+    retrying = schedule_of(store).retry_counts()
+    default_retries = int(current_app.config.get("HANDLER_RETRIES", 10))
     last = store.get_runs([row.last_failure_id for row in stats.values()
                            if row.last_failure_id])
     rows = []
@@ -102,6 +106,11 @@ def handler_rows(label: str) -> list[dict[str, Any]]:
             "last_failure": last.get(found.last_failure_id or 0),
             "pending": sum(row[2] for row in waiting),
             "failing": failing.get(name, 0),
+            "retrying": retrying.get(name, {}).get("retrying", 0),
+            "gave_up": retrying.get(name, {}).get("gave_up", 0),
+            "retries": current.retries if current is not None and current.retries is not None
+            else default_retries,
+            "retries_default": current is None or current.retries is None,
             "oldest_seconds": (now - rollups.parse_time(oldest)).total_seconds()
             if oldest else None,
         })

@@ -41,7 +41,7 @@ from ..errors import BadRequest, NotFound, ReceiverError
 from ..events import Event, format_time
 from ..handlers import dispatch, signals
 from ..ingest.content_coding import decode_body
-from ..read import changes, mask
+from ..read import changes, mask, schedule
 from ..read.filters import (
     DISPATCH_STATUSES,
     SIGNATURE_STATUSES,
@@ -50,6 +50,7 @@ from ..read.filters import (
     page_args,
 )
 from ..store import DeliveryFilters
+from ..store.run_queries import schedule_of
 from . import chart, csrf
 from .common import (
     configured_token,
@@ -417,6 +418,8 @@ def render_event(event_id: int, *, replay_error: str | None = None, status: int 
             for run in store.runs_for_event(event_id)]
     result = take_result("replay", event_id)
     replayed = set(result["run_ids"]) if result else set()
+    retries_result = take_result("retries", event_id)
+    scheduled = schedule.attempt_views(schedule_of(store).scheduled_attempts(event_id))
     handlers = [handler.name for handler in signals.handlers_for(event, current_app.config)]
     failed = sorted(name for name, run in store.latest_runs(event_id).items()
                     if run["status"] == "error")
@@ -428,6 +431,7 @@ def render_event(event_id: int, *, replay_error: str | None = None, status: int 
         changed=event_changes(store, event, revealed=revealed),
         handlers=handlers, failed_handlers=failed,
         replay_result=result, replayed=replayed, replay_error=replay_error,
+        scheduled=scheduled, retries_result=retries_result,
         form=request.form if replay_error else {},
     ), status
 
@@ -479,6 +483,30 @@ def replay(event_id: int) -> Response | tuple[str, int]:
         return render_event(event_id, status=error.status, replay_error=error.message)
     session[RESULT_KEY] = {"kind": "replay", "id": event_id, "mode": mode,
                            "run_ids": [run["id"] for run in runs]}
+    return redirect(url_for("inspect.event", event_id=event_id) + "#runs", 303)
+
+
+@bp.post("/events/<int:event_id>/retry-now")
+def retry_now(event_id: int) -> Response:
+    """Make the event's scheduled attempts due now: the dispatcher's next sweep (within a
+    couple of seconds) runs them."""
+    return _change_retries(event_id, "retry-now")
+
+
+@bp.post("/events/<int:event_id>/cancel-retries")
+def cancel_retries(event_id: int) -> Response:
+    """Drop the event's scheduled attempts: it settles as failed."""
+    return _change_retries(event_id, "cancel-retries")
+
+
+def _change_retries(event_id: int, action: str) -> Response:
+    store = get_store()
+    store.get_event(event_id)  # 404 before anything else
+    retries = schedule_of(store)
+    changed = (retries.retry_now(event_id) if action == "retry-now"
+               else retries.cancel_retries(event_id))
+    session[RESULT_KEY] = {"kind": "retries", "id": event_id, "action": action,
+                           "changed": changed}
     return redirect(url_for("inspect.event", event_id=event_id) + "#runs", 303)
 
 
