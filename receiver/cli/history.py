@@ -53,7 +53,6 @@ def show(event_id: int, reveal: bool, db: str | None) -> None:
     """Show one event with its deliveries, handler runs and scheduled attempts (JSON); the
     retries of a failed handler are also told in words on stderr."""
     from ..read.mask import mask_data, mask_headers
-    from ..store.run_queries import schedule_of
 
     store = open_history(db)
     try:
@@ -68,7 +67,7 @@ def show(event_id: int, reveal: bool, db: str | None) -> None:
             delivery["headers"] = mask_headers(delivery["headers"])
     record["deliveries"] = deliveries
     record["handler_runs"] = store.runs_for_event(event_id)
-    record["scheduled_attempts"] = schedule_of(store).scheduled_attempts(event_id)
+    record["scheduled_attempts"] = store.scheduled_attempts(event_id)
     click.echo(json.dumps(record, indent=2))
     for line in retry_lines(record["handler_runs"], record["scheduled_attempts"]):
         click.echo(line, err=True)

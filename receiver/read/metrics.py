@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..store import Store, rollups
-from ..store.run_queries import schedule_of
 from ..store.upkeep import UnavailableCounts
 
 #: Seconds: the ingest latency histogram's buckets.
@@ -96,7 +95,7 @@ class StoreCollector:
         gave_up = CounterMetricFamily("receiver_handler_gave_up", "Handler runs after which "
                                       "no further attempt was made (retries used up, GiveUp, "
                                       "retries=0)", labels=["handler"])
-        for name, counts in sorted(schedule_of(self.store).retry_counts().items()):
+        for name, counts in sorted(self.store.retry_counts().items()):
             gave_up.add_metric([name], counts["gave_up"])
         yield gave_up
 
@@ -110,7 +109,7 @@ class StoreCollector:
                                 "run yet", value=sum(row[2] for row in pending))
         yield GaugeMetricFamily("receiver_oldest_pending_seconds", "Age of the oldest event "
                                 "waiting for its handlers (0: none waits)", value=age)
-        retrying = schedule_of(self.store).events_retrying()
+        retrying = self.store.events_retrying()
         yield GaugeMetricFamily("receiver_events_retrying", "Events with a failed handler's "
                                 "next attempt scheduled", value=retrying)
 

@@ -485,6 +485,26 @@ class Store(abc.ABC):
         """Lease scheduled attempts that are due to ``owner`` (``DueAttempt``s, soonest
         first); an attempt whose worker died is claimed again once its lease ran out."""
 
+    @abc.abstractmethod
+    def scheduled_attempts(self, event_id: int) -> list[dict[str, Any]]:
+        """The event's scheduled attempts, soonest first."""
+
+    @abc.abstractmethod
+    def retry_now(self, event_id: int, handlers: Sequence[str] | None = None) -> int:
+        """Make the event's scheduled attempts due now; how many."""
+
+    @abc.abstractmethod
+    def cancel_retries(self, event_id: int, handlers: Sequence[str] | None = None) -> int:
+        """Drop the event's scheduled attempts (its status settles); how many."""
+
+    @abc.abstractmethod
+    def retry_counts(self) -> dict[str, dict[str, int]]:
+        """Per handler: events retrying, runs that gave up."""
+
+    @abc.abstractmethod
+    def events_retrying(self) -> int:
+        """How many events have an attempt scheduled."""
+
     # -- copying between stores -----------------------------------------------------------
 
     @abc.abstractmethod

@@ -202,10 +202,3 @@ class RunQueries(abc.ABC):
         """How many events have an attempt scheduled."""
         return int(self.rows(
             "SELECT count(*) FROM events WHERE dispatch_status = 'retrying'")[0][0])
-
-
-def schedule_of(store: Any) -> RunQueries:
-    """The store as the schedule's reader (both backends mix ``RunQueries`` in)."""
-    if not isinstance(store, RunQueries):
-        raise TypeError(f"{type(store).__name__} keeps no handler retries")
-    return store

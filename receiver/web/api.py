@@ -17,7 +17,6 @@ from ..read import export, mask, metrics
 from ..read.filters import activity_args, delivery_filters, event_filters, page_args, parse_id
 from ..resources import PACKAGE_DIR
 from ..store import Store
-from ..store.run_queries import schedule_of
 from . import common
 from .common import delivery_json, event_json, get_store, reveal
 from .streaming import HEARTBEAT, bound_unsent
@@ -67,7 +66,7 @@ def show_event(event_id: int) -> Response:
     record["deliveries"] = [delivery_json(d, revealed=revealed)
                             for d in store.deliveries_for_event(event_id)]
     record["handler_runs"] = store.runs_for_event(event_id)
-    record["scheduled_attempts"] = schedule_of(store).scheduled_attempts(event_id)
+    record["scheduled_attempts"] = store.scheduled_attempts(event_id)
     return jsonify(record)
 
 
@@ -126,15 +125,14 @@ def _change_retries(event_id: int, action: str) -> Response:
         raise BadRequest("handlers must be a list of handler names or null")
     store = get_store()
     store.get_event(event_id)  # 404 before anything else
-    retries = schedule_of(store)
     if names is not None:  # only names with an attempt scheduled reach the query
-        scheduled = {attempt["handler"] for attempt in retries.scheduled_attempts(event_id)}
+        scheduled = {attempt["handler"] for attempt in store.scheduled_attempts(event_id)}
         names = [name for name in names if name in scheduled]
     if names == []:
         changed = 0
     else:
-        changed = (retries.retry_now(event_id, names) if action == "retry-now"
-                   else retries.cancel_retries(event_id, names))
+        changed = (store.retry_now(event_id, names) if action == "retry-now"
+                   else store.cancel_retries(event_id, names))
     return jsonify({"changed": changed,
                     "event": event_json(store.get_event(event_id), revealed=reveal())})
 

@@ -31,7 +31,6 @@ from ..events import format_time
 from ..handlers import replay, signals
 from ..read.filters import event_filters
 from ..store import rollups
-from ..store.run_queries import schedule_of
 from . import csrf
 from .common import get_store, share_page_behaviour
 from .streaming import HEARTBEAT
@@ -90,7 +89,7 @@ def handler_rows(label: str) -> list[dict[str, Any]]:
     pending = store.pending_summary()
     names = [*loaded, *sorted(set(stats) - set(loaded))]
     failing = store.failing_counts(names, cap=FAILING_CAP)
-    retrying = schedule_of(store).retry_counts()
+    retrying = store.retry_counts()
     default_retries = int(current_app.config.get("HANDLER_RETRIES", 10))
     last = store.get_runs([row.last_failure_id for row in stats.values()
                            if row.last_failure_id])

@@ -50,7 +50,6 @@ from ..read.filters import (
     page_args,
 )
 from ..store import DeliveryFilters
-from ..store.run_queries import schedule_of
 from . import chart, csrf
 from .common import (
     configured_token,
@@ -419,7 +418,7 @@ def render_event(event_id: int, *, replay_error: str | None = None, status: int 
     result = take_result("replay", event_id)
     replayed = set(result["run_ids"]) if result else set()
     retries_result = take_result("retries", event_id)
-    scheduled = schedule.attempt_views(schedule_of(store).scheduled_attempts(event_id))
+    scheduled = schedule.attempt_views(store.scheduled_attempts(event_id))
     handlers = [handler.name for handler in signals.handlers_for(event, current_app.config)]
     failed = sorted(name for name, run in store.latest_runs(event_id).items()
                     if run["status"] == "error")
@@ -502,9 +501,9 @@ def cancel_retries(event_id: int) -> Response:
 def _change_retries(event_id: int, action: str) -> Response:
     store = get_store()
     store.get_event(event_id)  # 404 before anything else
-    retries = schedule_of(store)
-    changed = (retries.retry_now(event_id) if action == "retry-now"
-               else retries.cancel_retries(event_id))
+
+    changed = (store.retry_now(event_id) if action == "retry-now"
+               else store.cancel_retries(event_id))
     session[RESULT_KEY] = {"kind": "retries", "id": event_id, "action": action,
                            "changed": changed}
     return redirect(url_for("inspect.event", event_id=event_id) + "#runs", 303)
