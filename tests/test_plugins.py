@@ -248,8 +248,8 @@ def test_plugins_report_is_json(site: Site, settings: dict[str, Any]) -> None:
     assert entry["handlers"] == [{"name": f"{module}.remember", "pattern": "license.*",
                                   "source": None, "conditional": False}]
     assert {"name": f"{module}.remember", "pattern": "license.*", "source": None,
-            "module": module, "plugin": "json", "conditional": False, "via": "on"} \
-        in as_dict["handlers"]
+            "module": module, "plugin": "json", "conditional": False, "via": "on",
+            "retries": None} in as_dict["handlers"]
 
 
 def test_plugins_example_package_loads_and_runs(

@@ -73,7 +73,8 @@ def test_signals_handler_receives_event_object(settings: dict[str, Any]) -> None
     assert received is event
     assert received.data["data"]["key"] == "ABC-123"
     assert received.payload is received.data
-    assert extra == {"settings": settings, "trigger": "delivery"}
+    # attempt: handlers that take **extra are told which attempt this is.
+    assert extra == {"settings": settings, "trigger": "delivery", "attempt": 1}
     [run] = runs
     assert run.handler == f"{__name__}.test_signals_handler_receives_event_object.<locals>.record"
     assert run.status == "ok" and run.error is None and run.traceback is None
@@ -81,7 +82,7 @@ def test_signals_handler_receives_event_object(settings: dict[str, Any]) -> None
     assert isinstance(run.duration_ms, float) and run.duration_ms >= 0
     assert run.trigger == "delivery"
     assert set(run.as_dict()) == {"handler", "status", "error", "traceback", "started_at",
-                                  "duration_ms", "trigger"}
+                                  "duration_ms", "trigger", "attempt"}
 
 
 def test_signals_replay_trigger_is_passed(settings: dict[str, Any]) -> None:
@@ -248,7 +249,7 @@ def test_signals_direct_blinker_receivers_run(settings: dict[str, Any]) -> None:
     runs = dispatch(event, settings)
 
     assert [(kind, sender) for kind, sender, _ in calls] == [("typed", event), ("all", event)]
-    assert calls[0][2] == {"settings": settings, "trigger": "delivery"}
+    assert calls[0][2] == {"settings": settings, "trigger": "delivery", "attempt": 1}
     assert [run.handler for run in runs] == [f"{__name__}.blinker_typed",
                                               f"{__name__}.blinker_catch_all"]
     assert all(run.status == "ok" for run in runs)
@@ -464,11 +465,11 @@ def test_signals_registered_handlers_lists_both_ways() -> None:
         {"name": f"{__name__}.test_signals_registered_handlers_lists_both_ways.<locals>."
                  "decorated",
          "pattern": "license.*", "source": "keygen", "module": __name__, "plugin": None,
-         "conditional": False, "via": "on"},
+         "conditional": False, "via": "on", "retries": None},
         {"name": f"{__name__}.test_signals_registered_handlers_lists_both_ways.<locals>."
                  "connected",
          "pattern": "*", "source": None, "module": __name__, "plugin": None,
-         "conditional": False, "via": "blinker"},
+         "conditional": False, "via": "blinker", "retries": None},
     ]
 
 

@@ -171,6 +171,7 @@ def test_store_save_event_stores_event_and_delivery(store: Store) -> None:
         "account": "acct-1", "actor": None, "subject_type": "license",
         "subject_id": "subject-evt-1", "endpoint": "keygen", "signature_status": "valid",
         "data": {"k": "v"}, "delivery_count": 1, "dispatch_status": "pending",
+        "next_attempt_at": None,
     }
     record = store.get_delivery(saved.delivery_id, with_body=True)
     assert record["body"] == b'{"exact": "bytes"}'

@@ -111,7 +111,7 @@ def order_handler() -> Iterator[dict[str, Any]]:
 
 EVENT_FIELDS = {"id", "source", "event_type", "vendor_event", "external_id", "occurred_at",
                 "received_at", "account", "actor", "subject_type", "subject_id", "endpoint",
-                "signature_status", "data", "delivery_count", "dispatch_status"}
+                "signature_status", "data", "delivery_count", "dispatch_status", "next_attempt_at"}
 
 
 def test_api_events_lists_newest_first_with_contract_fields(client: Any, posted: Any) -> None:
