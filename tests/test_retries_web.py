@@ -20,7 +20,7 @@ from receiver.handlers import signals
 from receiver.read.schedule import wait_text
 
 from .conftest import sample
-from .waiting import wait_for
+from .test_retries import runs_of, settled
 
 pytestmark = pytest.mark.both_backends
 
@@ -67,17 +67,6 @@ def retrying(app: Any, store: Any) -> int:
     event_id = int(answer.json["event_id"])
     settled(store, event_id, "retrying")
     return event_id
-
-
-def settled(store: Any, event_id: int, status: str) -> Any:
-    return wait_for(lambda: (event := store.get_event(event_id)).dispatch_status == status
-                    and event, message=lambda: f"event {event_id} never became {status}: "
-                    f"{store.get_event(event_id)} {store.runs_for_event(event_id)}")
-
-
-def runs_of(store: Any, event_id: int, handler: str) -> list[tuple[str, int, str]]:
-    return [(run["status"], run["attempt"], run["trigger"])
-            for run in store.runs_for_event(event_id) if run["handler"] == handler]
 
 
 def page_of(client: Any, url: str) -> str:

@@ -157,34 +157,28 @@ class RunQueries(abc.ABC):
 
     def retry_now(self, event_id: int, handlers: Sequence[str] | None = None) -> int:
         """Make the event's scheduled attempts (or those of ``handlers``) due now; how many."""
-        m = self.MARK
-        terms = f"event_id = {m}"
-        params: list[Any] = [event_id]
-        if handlers is not None:
-            terms += f" AND handler IN ({', '.join([m] * len(handlers))})"
-            params += list(handlers)
-        with self._run_write() as conn:
-            changed = conn.execute(f"UPDATE handler_retries SET due_at = {m} WHERE {terms}",
-                                   [time.time(), *params]).rowcount
-            if changed:
-                self._settle(conn, event_id)
-        return int(changed)
+        return self._change_schedule(f"UPDATE handler_retries SET due_at = {self.MARK}",
+                                     [time.time()], event_id, handlers)
 
     def cancel_retries(self, event_id: int, handlers: Sequence[str] | None = None) -> int:
         """Drop the event's scheduled attempts (or those of ``handlers``): its status settles
         from the latest runs (``failed``). How many were dropped."""
+        return self._change_schedule("DELETE FROM handler_retries", [], event_id, handlers)
+
+    def _change_schedule(self, statement: str, params: list[Any], event_id: int,
+                         handlers: Sequence[str] | None) -> int:
+        """``statement`` on the event's rows (or those of ``handlers``), then its status."""
         m = self.MARK
         terms = f"event_id = {m}"
-        params: list[Any] = [event_id]
+        values = [*params, event_id]
         if handlers is not None:
             terms += f" AND handler IN ({', '.join([m] * len(handlers))})"
-            params += list(handlers)
+            values += list(handlers)
         with self._run_write() as conn:
-            dropped = conn.execute(f"DELETE FROM handler_retries WHERE {terms}",
-                                   params).rowcount
-            if dropped:
+            changed = conn.execute(f"{statement} WHERE {terms}", values).rowcount
+            if changed:
                 self._settle(conn, event_id)
-        return int(dropped)
+        return int(changed)
 
     def retry_counts(self) -> dict[str, dict[str, int]]:
         """Per handler: events with an attempt scheduled (``retrying``) and runs that gave
