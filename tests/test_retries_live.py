@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,9 +245,17 @@ def test_an_attempt_held_by_a_killed_worker_is_run_by_another_after_the_lease(
              message=lambda: f"attempt 2 never started: {read_lines(handled)}")
     (scheduled,) = store.scheduled_attempts(event_id)
     assert (scheduled["attempt"], scheduled["running"]) == (2, True)
-    # A second worker is already polling: it must wait for the lease, not take a live one.
+    # A second worker polls meanwhile: the victim's keeper renews the lease (2 s) past its
+    # first expiry, so the rescuer does not take a live attempt.
     rescuer = start_worker(tmp_path, db_path, env)
     processes.append(rescuer)
+    wait_for(lambda: "Running handlers" in worker_log(tmp_path, 1), timeout=30,
+             message=lambda: worker_log(tmp_path, 1))
+    first_expiry = lease_expires(store, event_id)
+    wait_for(lambda: time.time() > first_expiry + 0.5
+             and lease_expires(store, event_id) > first_expiry + 1, timeout=30,
+             message="the lease of the running attempt was not renewed")
+    assert not started(rescuer.pid), "a live attempt was taken over"
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(10) == -signal.SIGKILL
     release.touch()  # the rescuer's run returns as soon as it starts
@@ -258,6 +267,17 @@ def test_an_attempt_held_by_a_killed_worker_is_run_by_another_after_the_lease(
                      ("start", str(event_id), "2", str(victim.pid)),
                      ("start", str(event_id), "2", str(rescuer.pid)),
                      ("end", str(event_id), "2", str(rescuer.pid))]
+
+
+def worker_log(tmp_path: Path, number: int) -> str:
+    return (tmp_path / f"worker-{number}.log").read_text(errors="replace")
+
+
+def lease_expires(store: Any, event_id: int) -> float:
+    """When the lease of the event's scheduled attempt runs out (epoch seconds)."""
+    ((expires,),) = store.rows(
+        f"SELECT lease_expires FROM handler_retries WHERE event_id = {store.MARK}", (event_id,))
+    return float(expires)
 
 
 # -- d. the built-in password-reset mailer against a real SMTP server ------------------------
