@@ -13,6 +13,13 @@ transactions: the claim (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) and the recor
 settles it. The no-op handler is a real plugin (an entry point in ``receiver.handlers``), so
 what is measured is the dispatch machinery, not a handler. x1 is the baseline of x2.
 
+``--retry``: handler retries instead. Per backend, in the same run, ``--events`` (default
+10,000) events whose handler succeeds at once (the baseline) and as many whose handler fails
+once (attempt 1 raises, attempt 2, due at once with ``RECEIVER_HANDLER_BACKOFF=0``, succeeds),
+each timed from the release until no event is ``pending`` or ``retrying``. A failing event
+costs a third transaction: the claim of its scheduled attempt, then a second recorded run.
+Writes ``results/dispatch-retry.json`` and the dispatch-retry section of RESULTS.md.
+
 Prints a table, writes ``results/dispatch.json`` and the dispatch section of RESULTS.md.
 No assertion on time: a measurement, not a test.
 """
@@ -47,11 +54,15 @@ from receiver.events import Delivery, NormalizedEvent  # noqa: E402
 from receiver.store import EventFilters, open_store  # noqa: E402
 
 NOOP_PLUGIN = '''\
+import os
 from receiver import on
 
+FAIL_ONCE = os.environ.get("BENCH_FAIL_ONCE") == "1"
+
 @on("*")
-def noop(event, **extra):
-    pass
+def noop(event, attempt, **extra):
+    if FAIL_ONCE and attempt == 1:
+        raise RuntimeError("fails once")
 '''
 
 
@@ -94,20 +105,42 @@ def release_all(database: str) -> None:
             conn.execute("UPDATE events SET lease_expires = 0 WHERE dispatch_status = 'pending'")
 
 
-def pending(database: str) -> int:
+def pending(database: str, statuses: tuple[str, ...] = ("pending",)) -> int:
     store = open_store(database)
     try:
-        return len(store.list_events(EventFilters(dispatch_status="pending"), limit=1)[0])
+        return sum(len(store.list_events(EventFilters(dispatch_status=status), limit=1)[0])
+                   for status in statuses)
     finally:
         store.close()
 
 
+def count_runs(database: str) -> dict[str, int]:
+    """Recorded runs by status and attempt, and the events not ``done`` (a check of the run)."""
+    query = ("SELECT (SELECT count(*) FROM handler_runs WHERE status = 'ok'),"
+             " (SELECT count(*) FROM handler_runs WHERE status = 'error'),"
+             " (SELECT count(*) FROM handler_runs WHERE attempt = 2),"
+             " (SELECT count(*) FROM events WHERE dispatch_status <> 'done')")
+    if database.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(database) as conn:
+            row = conn.execute(query).fetchone()
+    else:
+        with sqlite3.connect(database, timeout=30) as conn:
+            row = conn.execute(query).fetchone()
+    assert row is not None
+    return dict(zip(("ok_runs", "error_runs", "second_attempts", "not_done"), row,
+                    strict=True))
+
+
 def run_workers(database: str, count: int, workers: int, concurrency: int, site: Path,
-                work: Path) -> dict[str, Any]:
+                work: Path, fail_once: bool = False) -> dict[str, Any]:
     fill(database, count)
     env = {key: value for key, value in os.environ.items() if not key.startswith("RECEIVER_")}
     env.update({"RECEIVER_DATABASE": database, "PYTHONPATH": str(site),
-                "RECEIVER_SECRET_KEY": "benchmark"})
+                "RECEIVER_SECRET_KEY": "benchmark", "RECEIVER_HANDLER_BACKOFF": "0",
+                "BENCH_FAIL_ONCE": "1" if fail_once else "0"})
+    unsettled = ("pending", "retrying") if fail_once else ("pending",)
     logs = [work / f"worker-{workers}-{n}.log" for n in range(workers)]
     processes = [subprocess.Popen(
         [sys.executable, "-m", "receiver", "worker", "--poll", "0.05",
@@ -123,7 +156,7 @@ def run_workers(database: str, count: int, workers: int, concurrency: int, site:
         time.sleep(0.5)  # plugins loaded, first empty polls done
         began = time.perf_counter()
         release_all(database)
-        while pending(database):
+        while pending(database, unsettled):
             time.sleep(0.02)
         elapsed = time.perf_counter() - began
     finally:
@@ -134,14 +167,19 @@ def run_workers(database: str, count: int, workers: int, concurrency: int, site:
     errors = [line for log in logs for line in log.read_text().splitlines()
               if "Traceback" in line or "ERROR" in line]
     return {"seconds": round(elapsed, 3), "events_per_s": round(count / elapsed, 1),
-            "error_lines": len(errors)}
+            "error_lines": len(errors), **count_runs(database)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=3000, help="pending events per run")
+    parser.add_argument("--events", type=int, default=None,
+                        help="pending events per run (default 3000; with --retry 10000)")
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--workers", default="1,2", help="worker process counts to run")
+    parser.add_argument("--workers", default=None,
+                        help="worker process counts to run (default 1,2; with --retry 1)")
+    parser.add_argument("--retry", action="store_true",
+                        help="handler retries: a handler failing once against one "
+                             "succeeding at once")
     parser.add_argument("--rounds", type=int, default=3,
                         help="runs per backend and worker count, interleaved (median)")
     parser.add_argument("--concurrency", type=int, default=1,
@@ -152,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true",
                         help="print only; do not touch results/ and RESULTS.md")
     args = parser.parse_args(argv)
+    if args.retry:
+        return main_retry(args)
+    args.events = args.events or 3000
+    args.workers = args.workers or "1,2"
     backends = [name.strip() for name in args.backends.split(",") if name.strip()]
     counts = [int(number) for number in args.workers.split(",") if number.strip()]
     started = time.monotonic()
@@ -221,6 +263,95 @@ Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {elapsed:.0f} s
 """
         write_section("dispatch", section)
         print(f"wrote {HERE / 'RESULTS.md'} and {HERE / 'results' / 'dispatch.json'}")
+    return 0
+
+
+CASES = {"succeeds": False, "fails once": True}
+
+
+def main_retry(args: argparse.Namespace) -> int:
+    """Per backend and round: the same number of events through a handler that succeeds
+    (the baseline) and through one that fails once, interleaved."""
+    events = args.events or 10_000
+    backends = [name.strip() for name in args.backends.split(",") if name.strip()]
+    counts = [int(number) for number in (args.workers or "1").split(",") if number.strip()]
+    started = time.monotonic()
+    info = machine()
+    print(f"machine: {machine_line(info)}")
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="receiver-retry-")))
+        site = work / "site"
+        install_noop_plugin(site)
+        pg = stack.enter_context(postgres_server(args.postgres)) if "postgres" in backends \
+            else None
+        for round_ in range(args.rounds):
+            for backend in backends:
+                for workers in counts:
+                    for case, fail_once in CASES.items():
+                        if backend == "postgres":
+                            assert pg is not None
+                            database = pg.new_database(migrated=False)
+                        else:
+                            database = str(work / f"retry-{round_}-{workers}-{fail_once}.db")
+                        measured = run_workers(database, events, workers, args.concurrency,
+                                               site, work, fail_once=fail_once)
+                        key = f"x{workers} {case}"
+                        runs.setdefault(backend, {}).setdefault(key, []).append(measured)
+                        print(f"round {round_ + 1}: {backend:<9} {key}: {events} events in "
+                              f"{measured['seconds']:.2f} s = {measured['events_per_s']:,.0f} "
+                              f"events/s; runs ok {measured['ok_runs']}, error "
+                              f"{measured['error_runs']}, not done {measured['not_done']}",
+                              flush=True)
+                        if backend == "postgres":
+                            assert pg is not None
+                            pg.drop_database(database)
+    elapsed = time.monotonic() - started
+    results: dict[str, dict[str, Any]] = {}
+    rows = []
+    for backend, by_case in runs.items():
+        for key, measured_runs in by_case.items():
+            results.setdefault(backend, {})[key] = {
+                "seconds": statistics.median(m["seconds"] for m in measured_runs),
+                "events_per_s": statistics.median(m["events_per_s"] for m in measured_runs),
+                "runs": measured_runs}
+        for workers in counts:
+            base = results[backend][f"x{workers} succeeds"]
+            for case in CASES:
+                measured = results[backend][f"x{workers} {case}"]
+                last = measured["runs"][-1]
+                rows.append([backend, f"x{workers}", case, f"{measured['seconds']:.2f}",
+                             f"{measured['events_per_s']:,.0f}",
+                             f"{measured['seconds'] / base['seconds']:.2f}",
+                             f"{last['ok_runs']:,} / {last['error_runs']:,}",
+                             str(last["not_done"])])
+    text = table(["backend", "receiver worker", "handler", "s to all done", "events/s",
+                  "time vs succeeds", "runs ok / error (last round)", "not done"], rows)
+    print()
+    print(text)
+    if not args.no_write:
+        save_json("dispatch-retry", {"machine": info, "events": events,
+                                     "concurrency": args.concurrency, "results": results,
+                                     "elapsed_seconds": round(elapsed, 1)})
+        section = f"""## Dispatch with retries: failing once vs succeeding (dispatch.py --retry)
+
+Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {elapsed:.0f} s.
+
+- Machine: {machine_line(info)}.
+- Receiver code measured: commit {info['revision']}.
+- Medians of {args.rounds} interleaved rounds; {events:,} pending events per run, released
+  at once to `receiver worker` processes already waiting (`--poll 0.05`, `--concurrency
+  {args.concurrency}`), `RECEIVER_HANDLER_BACKOFF=0`; timed until no event is `pending` or
+  `retrying`. "succeeds": the handler returns (the baseline, measured in the same run);
+  "fails once": attempt 1 raises, attempt 2 (due at once) returns. A failing event costs a
+  claim, a recorded failed run that schedules the attempt, the attempt's claim and a second
+  recorded run. PostgreSQL: a throwaway 15 server with its defaults (fsync on) unless a URL
+  was given; SQLite: WAL, `synchronous=NORMAL`.
+
+{text}
+"""
+        write_section("dispatch-retry", section)
+        print(f"wrote {HERE / 'RESULTS.md'} and {HERE / 'results' / 'dispatch-retry.json'}")
     return 0
 
 
