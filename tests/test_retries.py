@@ -210,6 +210,36 @@ def test_attempts_run_in_a_worker_when_dispatch_is_worker(make_app) -> None:
                                                       ("ok", 2, "retry")]
 
 
+def test_an_attempt_taken_over_meanwhile_is_not_run_again(make_app, monkeypatch) -> None:
+    """A worker that stood still past its lease finds the attempt another worker took over
+    and ran: it does not run it a second time."""
+    from receiver.handlers.dispatch import Dispatcher
+
+    calls: list[int] = []
+
+    @on("license.*", name="tests.counted")
+    def counted(event, attempt, **extra):
+        calls.append(attempt)
+        if attempt == 1:
+            raise RuntimeError("first")
+
+    app = make_app(HANDLER_BACKOFF="0")
+    app.extensions["receiver.dispatcher"].stop()  # no background sweep in this test
+    store = app.extensions["receiver.store"]
+    event_id = post(app)
+    stalled = Dispatcher(store, {**app.config, "DISPATCH": "background"})
+    (due,) = wait_for(lambda: store.claim_due_attempts(stalled.owner, lease_seconds=0.3))
+    other = Dispatcher(store, {**app.config, "DISPATCH": "background"})
+    wait_for(lambda: other.run_due_attempts() == 1)  # after the lease ran out
+    assert store.get_event(event_id).dispatch_status == "done"
+
+    monkeypatch.setattr(store, "claim_due_attempts", lambda *args, **kwargs: [due])
+    stalled.run_due_attempts()  # the claim it made before it stood still
+    assert calls == [1, 2]
+    assert runs_of(store, event_id, "tests.counted") == [("error", 1, "delivery"),
+                                                        ("ok", 2, "retry")]
+
+
 def test_handlers_written_without_attempt_are_called_as_before(make_app) -> None:
     seen: list[dict[str, Any]] = []
 

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 45.0
 SWEEP_SECONDS = 2.0
 _NOTHING = -1  # the queue had nothing for a sweep's time
+#: While new events keep a pass busy, due attempts are looked for this often (seconds): they
+#: never wait behind a long queue, and an idle schedule costs a busy worker nothing per event.
+ATTEMPT_LOOK_SECONDS = 0.25
 
 
 def run_event(store: Store, settings: Mapping[str, Any], event: Event, *, owner: str,
@@ -181,7 +184,8 @@ class Dispatcher:
         """Claim and run pending events (one, or a sweep) and the attempts that are due;
         returns how many ran."""
         ran = self._dispatch_pending(event_id, limit)
-        if event_id is None:
+        if event_id is None and (
+                not ran or time.monotonic() - self._last_attempts >= ATTEMPT_LOOK_SECONDS):
             ran += self.run_due_attempts(limit)
         return ran
 
@@ -205,9 +209,12 @@ class Dispatcher:
             self._next_due = None
         claimed = self.store.claim_due_attempts(self.owner, lease_seconds=self.lease_seconds,
                                                 limit=limit)
+        self._hold_attempts(len(claimed))  # the keeper renews every claimed lease meanwhile
         for due in claimed:
-            self._hold_attempts()
             try:
+                # Taken over while this process stood still past the lease: not ours to run.
+                if self.store.attempt_owner(due.event.id, due.handler) != self.owner:
+                    continue
                 run_attempt(self.store, self.settings, due.event, due.handler, due.attempt,
                             owner=self.owner, on_scheduled=self._note_scheduled)
             except StorageUnavailable as error:  # the lease runs out; a sweep retries it
@@ -268,12 +275,14 @@ class Dispatcher:
         with self._lock:
             self._held.discard(event_id)
 
-    def _hold_attempts(self) -> None:
-        """Count a running attempt, so the keeper renews its lease while it runs."""
+    def _hold_attempts(self, count: int) -> None:
+        """Count claimed attempts, so the keeper renews their leases until each has run."""
+        if not count:
+            return
         if self._pid != os.getpid():
             self._reset_after_fork()
         with self._lock:
-            self._attempts_running += 1
+            self._attempts_running += count
             if not self._keeping:
                 self._keeping = True
                 threading.Thread(target=self._keep_leases, name="receiver-leases",

@@ -486,6 +486,10 @@ class Store(abc.ABC):
         first); an attempt whose worker died is claimed again once its lease ran out."""
 
     @abc.abstractmethod
+    def attempt_owner(self, event_id: int, handler: str) -> str | None:
+        """Who holds the lease of a scheduled attempt, if anyone."""
+
+    @abc.abstractmethod
     def scheduled_attempts(self, event_id: int) -> list[dict[str, Any]]:
         """The event's scheduled attempts, soonest first."""
 

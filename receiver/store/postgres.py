@@ -567,6 +567,10 @@ class PostgresStore(ActivityQueries, RowReads, RunQueries, Store):
                            limit: int = 20) -> list[DueAttempt]:
         """As ``claim_pending``: ``FOR UPDATE SKIP LOCKED``, a claim committed without
         waiting for the WAL flush."""
+        # A read first: nothing due (the usual case) locks no row.
+        if not self.rows(f"SELECT 1 FROM handler_retries WHERE due_at <= {_NOW} AND"
+                         f" (lease_expires IS NULL OR lease_expires < {_NOW}) LIMIT 1"):
+            return []
         columns = ", ".join(f"events.{name}" for name in EVENT_FIELDS)
         rows = self.rows(
             "WITH claimed AS MATERIALIZED (SELECT id,"

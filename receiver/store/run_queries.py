@@ -155,6 +155,13 @@ class RunQueries(abc.ABC):
             found.append(record)
         return found
 
+    def attempt_owner(self, event_id: int, handler: str) -> str | None:
+        """Who holds the lease of the handler's scheduled attempt on the event, if anyone."""
+        m = self.MARK
+        found = self.rows(f"SELECT lease_owner FROM handler_retries WHERE event_id = {m}"
+                          f" AND handler = {m}", (event_id, handler))
+        return found[0][0] if found else None
+
     def retry_now(self, event_id: int, handlers: Sequence[str] | None = None) -> int:
         """Make the event's scheduled attempts (or those of ``handlers``) due now; how many."""
         return self._change_schedule(f"UPDATE handler_retries SET due_at = {self.MARK}",

@@ -627,6 +627,11 @@ class SQLiteStore(ActivityQueries, RowReads, RunQueries, Store):
     def claim_due_attempts(self, owner: str, *, lease_seconds: float,
                            limit: int = 20) -> list[DueAttempt]:
         now = time.time()
+        # A read first: nothing due (the usual case) takes no write lock.
+        if not self.conn.execute(
+                "SELECT 1 FROM handler_retries WHERE due_at <= ? AND (lease_expires IS NULL"
+                " OR lease_expires < ?) LIMIT 1", (now, now)).fetchone():
+            return []
         with self.write() as conn:
             claimed = conn.execute(
                 "UPDATE handler_retries SET lease_owner = ?, lease_expires = ? WHERE id IN ("
