@@ -17,12 +17,14 @@ recording each failure. Nothing here touches the database; the caller stores the
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import re
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
@@ -422,7 +424,22 @@ def run_handlers(
 
 def _takes_attempt(fn: Callable[..., Any]) -> bool:
     """Whether ``fn`` accepts an ``attempt`` keyword (by name or through ``**extra``);
-    handlers written before retries existed keep being called as they were."""
+    handlers written before retries existed keep being called as they were. Remembered per
+    function: it is asked for every run."""
+    try:
+        return _TAKES_ATTEMPT[fn]
+    except (KeyError, TypeError):  # not seen yet, or a callable that cannot be a key
+        pass
+    takes = _signature_takes_attempt(fn)
+    with contextlib.suppress(TypeError):
+        _TAKES_ATTEMPT[fn] = takes
+    return takes
+
+
+_TAKES_ATTEMPT: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _signature_takes_attempt(fn: Callable[..., Any]) -> bool:
     try:
         parameters = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):  # a builtin or a C callable: call it as before

@@ -237,6 +237,8 @@ class PostgresStore(ActivityQueries, RowReads, RunQueries, Store):
     """A pool of connections per process; every method is one short transaction."""
 
     MARK = "%s"
+    DUE_TEXT = ("to_char(to_timestamp({}) AT TIME ZONE 'UTC',"
+                " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
 
     def __init__(self, url: str, *, pool_size: int = 4, timeout_ms: int = 5000,
                  prepare: bool = True) -> None:

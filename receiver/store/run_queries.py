@@ -15,13 +15,12 @@ each backend's; the rest is here.
 from __future__ import annotations
 
 import abc
-import datetime as dt
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..events import Event, format_time
+from ..events import Event
 from .base import ScheduledAttempt, run_from_row, storable_values
 from .row_queries import RUN_COLUMNS
 
@@ -59,15 +58,12 @@ class DueAttempt:
     attempt: int
 
 
-def due_time(seconds: float) -> str:
-    """An epoch time as the ISO text every stored time has."""
-    return format_time(dt.datetime.fromtimestamp(seconds, dt.UTC))
-
-
 class RunQueries(abc.ABC):
     """Mixed into each backend's store: the runs, and the schedule kept beside them."""
 
     MARK: ClassVar[str]
+    #: An epoch time column (``{}``) as the ISO text every stored time has.
+    DUE_TEXT: ClassVar[str]
 
     @abc.abstractmethod
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -120,37 +116,34 @@ class RunQueries(abc.ABC):
                 (event_id, attempt.handler, attempt.attempt, attempt.attempts,
                  now + attempt.wait))
 
-    def _settle(self, conn: Any, event_id: int, *, release: bool = False) -> str:
-        """The event's status and next attempt from its schedule and latest runs; with
-        ``release`` its dispatch lease is let go too."""
+    def _settle(self, conn: Any, event_id: int, *, release: bool = False) -> None:
+        """The event's status and next attempt from its schedule and latest runs, in one
+        statement; with ``release`` its dispatch lease is let go too."""
         m = self.MARK
-        due = conn.execute(f"SELECT min(due_at) FROM handler_retries WHERE event_id = {m}",
-                           (event_id,)).fetchone()[0]
-        if due is not None:
-            status, next_at = "retrying", due_time(due)
-        else:
-            failed = conn.execute(
-                "SELECT count(*) FROM handler_runs AS r WHERE r.event_id = "
-                f"{m} AND r.status = 'error' AND r.id = (SELECT max(id) FROM handler_runs"
-                " WHERE event_id = r.event_id AND handler = r.handler)",
-                (event_id,)).fetchone()[0]
-            status, next_at = ("failed" if failed else "done"), None
         lease = ", lease_owner = NULL, lease_expires = NULL" if release else ""
-        conn.execute(f"UPDATE events SET dispatch_status = {m}, next_attempt_at = {m}{lease}"
-                     f" WHERE id = {m}", (status, next_at, event_id))
-        return status
+        due_text = self.DUE_TEXT.format("min(due_at)")
+        conn.execute(
+            f"UPDATE events SET next_attempt_at = (SELECT {due_text} FROM handler_retries"
+            f" WHERE event_id = {m}), dispatch_status = CASE WHEN EXISTS (SELECT 1 FROM"
+            f" handler_retries WHERE event_id = {m}) THEN 'retrying' WHEN EXISTS (SELECT 1"
+            f" FROM handler_runs AS r WHERE r.event_id = {m} AND r.status = 'error' AND r.id ="
+            " (SELECT max(id) FROM handler_runs WHERE event_id = r.event_id AND handler ="
+            f" r.handler)) THEN 'failed' ELSE 'done' END{lease} WHERE id = {m}",
+            (event_id, event_id, event_id, event_id))
 
     # -- the schedule as the inspector and the CLI use it ---------------------------------
 
     def scheduled_attempts(self, event_id: int) -> list[dict[str, Any]]:
-        """The event's scheduled attempts, soonest first (``due_at`` as ISO text)."""
+        """The event's scheduled attempts, soonest first (``due_at`` as ISO text, written
+        as ``next_attempt_at`` is)."""
         m = self.MARK
-        rows = self.rows(f"SELECT {', '.join(ATTEMPT_FIELDS)} FROM handler_retries"
+        columns = [self.DUE_TEXT.format("due_at") if name == "due_at" else name
+                   for name in ATTEMPT_FIELDS]
+        rows = self.rows(f"SELECT {', '.join(columns)} FROM handler_retries"
                          f" WHERE event_id = {m} ORDER BY due_at, handler", (event_id,))
         found = []
         for row in rows:
             record = dict(zip(ATTEMPT_FIELDS, row, strict=True))
-            record["due_at"] = due_time(record["due_at"])
             record["running"] = record.pop("lease_owner") is not None
             found.append(record)
         return found

@@ -201,6 +201,7 @@ class SQLiteStore(ActivityQueries, RowReads, RunQueries, Store):
     """Owns the database file: one connection per thread, migrations at open."""
 
     MARK = "?"
+    DUE_TEXT = "strftime('%Y-%m-%dT%H:%M:%fZ', {}, 'unixepoch')"
 
     def __init__(self, path: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
                  max_size: int | None = None) -> None:
