@@ -19,6 +19,7 @@ from receiver.config import load_settings, parse_duration
 from receiver.errors import ConfigError
 from receiver.handlers import signals
 from receiver.handlers.retries import Policy, next_attempt
+from receiver.store import EventFilters
 
 from .conftest import sample
 from .waiting import wait_for
@@ -238,6 +239,32 @@ def test_an_attempt_taken_over_meanwhile_is_not_run_again(make_app, monkeypatch)
     assert calls == [1, 2]
     assert runs_of(store, event_id, "tests.counted") == [("error", 1, "delivery"),
                                                         ("ok", 2, "retry")]
+
+
+def test_a_due_attempt_does_not_wait_behind_a_queue_of_new_events(make_app,
+                                                                   monkeypatch) -> None:
+    """One pass takes new events and the attempts that are due: neither starves the other."""
+    from receiver.handlers import dispatch
+    from receiver.handlers.dispatch import Dispatcher
+
+    @on("license.*", name="tests.flaky")
+    def flaky(event, attempt, **extra):
+        if attempt == 1 and event.event_type == "license.created":
+            raise RuntimeError("once")
+
+    app = make_app(DISPATCH="worker", HANDLER_BACKOFF="0")
+    store = app.extensions["receiver.store"]
+    worker = Dispatcher(store, {**app.config, "DISPATCH": "background"})
+    first = post(app)
+    assert worker.dispatch(event_id=first) == 1  # its attempt 2 is due at once
+    client = app.test_client()
+    for number in range(30):  # a queue of new events
+        client.post("/hooks", json={"type": "license.updated", "n": number})
+    monkeypatch.setattr(dispatch, "ATTEMPT_LOOK_SECONDS", 0.0)
+    assert worker.dispatch(limit=10) == 11  # ten new events, and the due attempt
+    assert store.get_event(first).dispatch_status == "done"
+    waiting = store.list_events(EventFilters(dispatch_status="pending"), limit=100)[0]
+    assert len(waiting) == 20
 
 
 def test_handlers_written_without_attempt_are_called_as_before(make_app) -> None:
