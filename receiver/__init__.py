@@ -7,6 +7,7 @@ dispatcher, so importing the package has no side effects.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,11 @@ from .resources import PACKAGE_DIR, resource_dir
 
 __all__ = ["GiveUp", "RetryLater", "create_app", "on", "retries"]
 
+#: Upkeep ticks (0.1 s) between writes of the problems noted and sends of due alerts, and
+#: between checks of the dispatch backlog.
+PROBLEMS_EVERY = 10
+BACKLOG_EVERY = 50
+
 
 def create_app(config: Mapping[str, Any] | None = None, *, background: bool = True) -> Flask:
     """Build the app: settings, store, plugins, blueprints, dispatcher.
@@ -28,6 +34,9 @@ def create_app(config: Mapping[str, Any] | None = None, *, background: bool = Tr
     from .config import load_settings
     from .handlers import plugins
     from .handlers.dispatch import Dispatcher
+    from .handlers.signals import runs_recorded
+    from .problems.alerts import AlertSender
+    from .problems.board import Noticeboard
     from .read.metrics import IngestTimer
     from .store import open_store
     from .store.upkeep import UnavailableCounts, Upkeep
@@ -55,7 +64,14 @@ def create_app(config: Mapping[str, Any] | None = None, *, background: bool = Tr
 
     unavailable = app.extensions["receiver.unavailable"] = UnavailableCounts()
     app.extensions["receiver.ingest_timer"] = IngestTimer()
-    upkeep = Upkeep(store, app.config, unavailable=unavailable)
+    board = app.extensions["receiver.problems"] = Noticeboard(store, app.config,
+                                                             socket.gethostname())
+    runs_recorded.connect(board.on_runs_recorded, sender=store)
+    sender = AlertSender(store, app.config, lambda: dispatcher.owner)
+    upkeep = Upkeep(store, app.config, unavailable=unavailable,
+                    jobs=[(PROBLEMS_EVERY, board.flush), (BACKLOG_EVERY, board.check_backlog),
+                          (PROBLEMS_EVERY, sender.send_due)],
+                    on_unavailable=board.outage.unavailable)
     app.extensions["receiver.upkeep"] = upkeep
 
     web.init_app(app)

@@ -248,6 +248,17 @@ SETTINGS: list[Setting] = [
             "attempt, with random jitter."),
     Setting("HANDLER_BACKOFF_MAX", parse_duration, 7200.0,
             "Longest wait between two attempts of a handler (2h)."),
+    Setting("ALERT_URL", optional(parse_str), None,
+            "URL that gets a JSON POST when a problem opens or resolves (a Slack- or "
+            "Mattermost-style incoming webhook takes it as it is)."),
+    Setting("ALERT_MAIL_TO", parse_list, [],
+            "Addresses mailed when a problem opens or resolves (comma-separated; the SMTP "
+            "settings)."),
+    Setting("ALERT_BACKLOG", parse_duration, 300.0,
+            "How long events may wait for their handlers before dispatch_backlog opens (5m)."),
+    Setting("PUBLIC_URL", optional(parse_str), None,
+            "The receiver's public base URL (https://hooks.example.com): alerts link to "
+            "it; unset, they carry paths."),
     Setting("METRICS_OPEN", parse_bool, False,
             "Serve GET /-/metrics (Prometheus) without the inspector token, for a scraper "
             "on a private network."),

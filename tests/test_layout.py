@@ -23,6 +23,7 @@ FLOORS: list[set[str]] = [
     {"receiver.store"},
     {"receiver.read"},
     {"receiver.handlers"},
+    {"receiver.problems"},
     {"receiver.ingest"},
     {"receiver.clients"},
     {"receiver.web"},

@@ -80,6 +80,7 @@ def run_event(store: Store, settings: Mapping[str, Any], event: Event, *, owner:
                                scheduled=scheduled)
     if scheduled and on_scheduled is not None:
         on_scheduled(min(attempt.wait for attempt in scheduled))
+    signals.runs_recorded.send(store, event=event, runs=stored)
     for record in stored:
         if record.get("gave_up"):
             _announce_gave_up(event, record)

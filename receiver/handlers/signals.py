@@ -67,6 +67,11 @@ handler_gave_up: NamedSignal = NamedSignal(
         "notifications: their failures are logged, never retried.",
 )
 
+#: Internal: sent after dispatch, a replay or an attempt stored runs (sender: the store;
+#: keywords ``event`` and ``runs``, the stored run records). The problems' notice board
+#: listens, so the handler side needs nothing of it.
+runs_recorded: NamedSignal = NamedSignal("runs-recorded")
+
 _NOBODY = object()
 
 _SEGMENT = r"[a-z0-9][a-z0-9_-]*"

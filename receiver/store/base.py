@@ -10,7 +10,7 @@ import abc
 import datetime as dt
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, overload
 
@@ -484,6 +484,61 @@ class Store(abc.ABC):
                            limit: int = 20) -> list[Any]:
         """Lease scheduled attempts that are due to ``owner`` (``DueAttempt``s, soonest
         first); an attempt whose worker died is claimed again once its lease ran out."""
+
+    # -- problems and their alerts (``problem_queries``) ---------------------------------
+
+    @abc.abstractmethod
+    def note_problem(self, kind: str, subject: str, summary: str, link: str, *,
+                     count: int = 1, channels: Iterable[str] = ()
+                     ) -> tuple[dict[str, Any], bool]:
+        """Open a problem or count more of the current one; whether it opened now."""
+
+    @abc.abstractmethod
+    def resolve_problem(self, kind: str, subject: str, *,
+                        channels: Iterable[str] = ()) -> dict[str, Any] | None:
+        """Resolve the current problem of ``kind`` and ``subject``, if any."""
+
+    @abc.abstractmethod
+    def acknowledge_problem(self, problem_id: int) -> dict[str, Any]:
+        """An open problem becomes acknowledged."""
+
+    @abc.abstractmethod
+    def get_problem(self, problem_id: int) -> dict[str, Any]:
+        """One problem (``NotFound``)."""
+
+    @abc.abstractmethod
+    def list_problems(self, status: str | None = None, *, limit: int = 200,
+                      resolved_limit: int = 50) -> list[dict[str, Any]]:
+        """Problems of a status, or open, acknowledged, then recently resolved."""
+
+    @abc.abstractmethod
+    def current_problems(self, kind: str) -> set[str]:
+        """Subjects of ``kind`` whose problem is not resolved."""
+
+    @abc.abstractmethod
+    def open_problem_counts(self) -> dict[str, int]:
+        """Open problems by kind."""
+
+    @abc.abstractmethod
+    def oldest_waiting_seconds(self) -> float:
+        """How long the oldest pending event or due attempt has waited."""
+
+    @abc.abstractmethod
+    def claim_alerts(self, owner: str, *, lease_seconds: float,
+                     limit: int = 10) -> list[dict[str, Any]]:
+        """Lease due alerts to ``owner``."""
+
+    @abc.abstractmethod
+    def alert_sent(self, alert_id: int) -> None:
+        """The target took it."""
+
+    @abc.abstractmethod
+    def alert_failed(self, alert_id: int, error: str, wait: float) -> None:
+        """The target did not take it: again in ``wait`` seconds."""
+
+    @abc.abstractmethod
+    def alerts_of(self, problem_id: int) -> list[dict[str, Any]]:
+        """A problem's alerts and whether each went out."""
 
     @abc.abstractmethod
     def attempt_owner(self, event_id: int, handler: str) -> str | None:

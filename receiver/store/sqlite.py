@@ -42,6 +42,7 @@ from .base import (
     storable_text,
     storable_values,
 )
+from .problem_queries import PROBLEM_COLUMNS, PROBLEM_SCHEMA, ProblemQueries, problem_from_row
 from .row_queries import (
     EVENT_COLUMNS,
     RowReads,
@@ -176,6 +177,13 @@ def m005_handler_retries(db: sqlite_utils.Database) -> None:
     db.executescript(RETRY_SCHEMA.format(id="INTEGER PRIMARY KEY"))
 
 
+@migrations()
+def m006_problems(db: sqlite_utils.Database) -> None:
+    """Problems a person is told about, and the outbox of their alerts
+    (``problem_queries``)."""
+    db.executescript(PROBLEM_SCHEMA.format(id="INTEGER PRIMARY KEY"))
+
+
 _INSERT_EVENT = """
 INSERT INTO events (source, event_type, vendor_event, external_id, occurred_at, received_at,
                     account, actor, subject_type, subject_id, endpoint, signature_status, data,
@@ -197,7 +205,7 @@ VALUES (:received_at, :endpoint, :method, :path, :query, :remote_addr, :headers,
 """
 
 
-class SQLiteStore(ActivityQueries, RowReads, RunQueries, Store):
+class SQLiteStore(ActivityQueries, RowReads, RunQueries, ProblemQueries, Store):
     """Owns the database file: one connection per thread, migrations at open."""
 
     MARK = "?"
@@ -624,6 +632,28 @@ class SQLiteStore(ActivityQueries, RowReads, RunQueries, Store):
 
     def _run_write(self) -> Any:
         return self.write()
+
+    def claim_alerts(self, owner: str, *, lease_seconds: float,
+                     limit: int = 10) -> list[dict[str, Any]]:
+        now = time.time()
+        if not self.conn.execute(
+                "SELECT 1 FROM alert_outbox WHERE sent_at IS NULL AND due_at <= ? AND"
+                " (lease_expires IS NULL OR lease_expires < ?) LIMIT 1", (now, now)).fetchone():
+            return []
+        with self.write() as conn:
+            claimed = conn.execute(
+                "UPDATE alert_outbox SET lease_owner = ?, lease_expires = ? WHERE id IN ("
+                " SELECT id FROM alert_outbox WHERE sent_at IS NULL AND due_at <= ? AND"
+                f" (lease_expires IS NULL OR lease_expires < ?) ORDER BY id LIMIT {int(limit)})"
+                " RETURNING id, problem_id, state, channel, attempts",
+                (owner, now + lease_seconds, now, now)).fetchall()
+            alerts = []
+            for alert_id, problem_id, state, channel, attempts in sorted(claimed):
+                row = conn.execute(f"SELECT {PROBLEM_COLUMNS} FROM problems WHERE id = ?",
+                                   (problem_id,)).fetchone()
+                alerts.append({"id": alert_id, "state": state, "channel": channel,
+                               "attempts": attempts, "problem": problem_from_row(row)})
+        return alerts
 
     def claim_due_attempts(self, owner: str, *, lease_seconds: float,
                            limit: int = 20) -> list[DueAttempt]:

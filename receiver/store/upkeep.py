@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import StorageUnavailable
@@ -90,10 +90,17 @@ def retention_cutoff(days: int, now: dt.datetime | None = None) -> str:
 
 class Upkeep:
     def __init__(self, store: Store, settings: Mapping[str, Any], *,
-                 unavailable: UnavailableCounts | None = None) -> None:
+                 unavailable: UnavailableCounts | None = None,
+                 jobs: Sequence[tuple[int, Callable[[], Any]]] = (),
+                 on_unavailable: Callable[[], Any] | None = None) -> None:
+        """``jobs``: ``(every, job)`` pairs the thread also runs, every that many ticks (the
+        problems' notice board and alerts, wired by ``create_app``); ``on_unavailable`` is
+        told when the database refused the upkeep."""
         self.store = store
         self.settings = settings
         self.unavailable = unavailable
+        self.jobs = list(jobs)
+        self.on_unavailable = on_unavailable
         self._newest_seen: int | None = None
         self._quiet = False  # no new event since the last tick
         self._search_paused_until = 0.0
@@ -133,6 +140,9 @@ class Upkeep:
             self.store.purge_activity(cutoff)
             if any(counts.values()):
                 log.info("retention (%s days): deleted %s", days, counts)
+        for every, job in self.jobs:
+            if tick % every == 0:
+                job()
 
     def roll_up(self) -> int:
         """Write the 503s this process counted, and add what was stored since the last time
@@ -201,6 +211,8 @@ class Upkeep:
                 self.run_once(tick)
             except StorageUnavailable as error:  # the database is down: try again later
                 log.warning("upkeep: %s", error.message)
+                if self.on_unavailable is not None:
+                    self.on_unavailable()
                 self._stop.wait(SWEEP_BACKOFF_SECONDS)
             except Exception:  # retried next tick; a full disk must not kill the thread
                 log.exception("upkeep failed")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
@@ -40,6 +40,7 @@ def init_app(app: Flask) -> None:
     def handle_receiver_error(error: ReceiverError) -> Response:
         if isinstance(error, StorageUnavailable):
             log.warning("storage unavailable: %s", error.message)
+            current_app.extensions["receiver.problems"].outage.unavailable()
         return error_response(error.status, error.message)
 
     @app.errorhandler(HTTPException)

@@ -139,9 +139,16 @@ def receive_environ(app: Flask, environ: dict[str, Any], name: str) -> tuple[int
         # Counted in memory, written to the activity rollup once the database is back.
         app.extensions["receiver.unavailable"].count(
             delivery.received_at, name, endpoint.source if endpoint else None)
+        if error.status == 503:
+            app.extensions["receiver.problems"].outage.unavailable()
         return error.status, json.dumps({"ok": False, "error": error.message}).encode()
     if outcome.to_dispatch and outcome.event_id is not None:
         dispatcher.submit(outcome.event_id)
+    # Noted in memory; the upkeep writes problems off the request path.
+    if outcome.status == 401:
+        app.extensions["receiver.problems"].refused(name)
+    elif outcome.body.get("signature_status") == "valid":
+        app.extensions["receiver.problems"].valid(name)
     return outcome.status, json.dumps(outcome.body).encode()
 
 
