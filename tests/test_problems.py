@@ -248,6 +248,9 @@ def test_a_node_answering_503_past_the_threshold_alerts_from_memory(make_app, ta
     assert target.received[0]["state"] == "opened"
     assert target.received[0]["problem"]["kind"] == kinds.DATABASE_UNAVAILABLE
     assert store.list_problems() == []  # the database could not take it then
+    outage.available(store)  # no write has succeeded yet: still away
+    assert store.list_problems() == []
+    outage.wrote()  # a delivery was stored again
     outage.available(store)
     wait_for(lambda: len(target.received) == 2, message="no resolved alert")
     assert target.received[1]["state"] == "resolved"

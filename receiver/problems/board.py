@@ -82,6 +82,8 @@ class Noticeboard:
                 if verdict == "valid":
                     self.store.resolve_problem(kinds.SIGNATURE_REFUSED, endpoint,
                                                channels=self.channels)
+            if refused or last:
+                self.outage.wrote()
             self._refresh_known()
         except BaseException:
             with self._lock:  # kept for the next flush
@@ -149,49 +151,62 @@ class Noticeboard:
 
 
 class Outage:
-    """This node's memory of answering 503 for storage (see the module)."""
+    """This node's memory of answering 503 for storage (see the module).
+
+    An outage starts with the first failure and lasts while failures come less than the
+    threshold apart; a write that succeeds again (``wrote``: a delivery stored, the notice
+    board's own writes) ends it."""
 
     def __init__(self, settings: Mapping[str, Any], node: str,
-                 threshold: float = OUTAGE_SECONDS) -> None:
+                 threshold: float | None = None) -> None:
         self.settings = settings
         self.node = node
-        self.threshold = threshold
+        self.threshold = OUTAGE_SECONDS if threshold is None else threshold
         self._lock = threading.Lock()
         self._since: float | None = None
+        self._last: float = 0.0
         self._since_text: str | None = None
         self._alerted = False
+        self._recovered = False
 
     @property
     def alerted(self) -> bool:
         return self._alerted
 
     def unavailable(self) -> None:
-        """The database refused a write or a read of this node: past the threshold, alert."""
+        """The database refused this node: past the threshold, alert from memory."""
         with self._lock:
             now = time.monotonic()
-            if self._since is None:
-                self._since, self._since_text = now, utc_now_iso()
-                return
+            if self._since is None or (not self._alerted
+                                       and now - self._last > max(self.threshold, 1.0)):
+                self._since, self._since_text = now, utc_now_iso()  # a new outage
+            self._last, self._recovered = now, False
             if self._alerted or now - self._since < self.threshold:
                 return
             self._alerted = True
         self._send_from_memory("opened", self._problem("open"))
 
-    def available(self, store: Store) -> None:
-        """The database answers again: record the problem that was alerted, and say it is
-        resolved (from memory too: the opened alert went out that way)."""
-        with self._lock:
-            if self._since is None:
-                return
-            alerted, self._since, self._alerted = self._alerted, None, False
-        if not alerted:
-            return
-        kind, subject = kinds.DATABASE_UNAVAILABLE, self.node
-        store.note_problem(kind, subject, kinds.summary(kind, subject),
-                           kinds.link(kind, subject))
-        problem = store.resolve_problem(kind, subject) or self._problem("resolved")
-        self._send_from_memory("resolved", problem)
+    def wrote(self) -> None:
+        """A write succeeded (cheap: called for every stored delivery)."""
+        if self._since is not None:
+            self._recovered = True
 
+    def available(self, store: Store) -> None:
+        """Called by the upkeep: once a write succeeded again, the outage is over; an
+        alerted one is recorded in the database, resolved, and said so from memory too."""
+        if self._since is None or not self._recovered:
+            return
+        with self._lock:
+            alerted = self._alerted
+        if alerted:
+            kind, subject = kinds.DATABASE_UNAVAILABLE, self.node
+            store.note_problem(kind, subject, kinds.summary(kind, subject),
+                               kinds.link(kind, subject))
+            problem = store.resolve_problem(kind, subject) or self._problem("resolved")
+        with self._lock:
+            self._since, self._alerted, self._recovered = None, False, False
+        if alerted:
+            self._send_from_memory("resolved", problem)
     def _problem(self, status: str) -> dict[str, Any]:
         kind, subject = kinds.DATABASE_UNAVAILABLE, self.node
         return {"id": None, "kind": kind, "subject": subject, "status": status,

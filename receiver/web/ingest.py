@@ -145,10 +145,12 @@ def receive_environ(app: Flask, environ: dict[str, Any], name: str) -> tuple[int
     if outcome.to_dispatch and outcome.event_id is not None:
         dispatcher.submit(outcome.event_id)
     # Noted in memory; the upkeep writes problems off the request path.
+    board = app.extensions["receiver.problems"]
+    board.outage.wrote()
     if outcome.status == 401:
-        app.extensions["receiver.problems"].refused(name)
+        board.refused(name)
     elif outcome.body.get("signature_status") == "valid":
-        app.extensions["receiver.problems"].valid(name)
+        board.valid(name)
     return outcome.status, json.dumps(outcome.body).encode()
 
 
