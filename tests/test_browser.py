@@ -445,3 +445,42 @@ def test_browser_retry_now_runs_the_scheduled_attempt(serve: Any, page: Any,
     expect(runs.nth(1)).to_contain_text("ok")
     expect(page.locator("#schedule")).to_have_count(0)
     expect(page.get_by_role("button", name="Retry now")).to_have_count(0)
+
+
+# -- problems --------------------------------------------------------------------------------
+
+
+def test_browser_header_counts_problems_and_acknowledge_drops_it(serve: Any, page: Any) -> None:
+    from receiver.problems import kinds
+    from receiver.store import open_store
+
+    server = serve()
+    store = open_store(server.database)
+    for endpoint in ("keygen", "zentitle"):
+        store.note_problem(kinds.SIGNATURE_REFUSED, endpoint,
+                           kinds.summary(kinds.SIGNATURE_REFUSED, endpoint),
+                           kinds.link(kinds.SIGNATURE_REFUSED, endpoint))
+    store.close()
+    page.goto(server.url + "/")
+    tab = page.locator("#problems-tab")
+    expect(tab).to_have_text("Problems 2")
+    expect(tab.locator(".problem-count")).to_have_class(re.compile(r"\bwarn\b"))
+
+    tab.click()
+    expect(page).to_have_url(server.url + "/problems")
+    rows = page.locator("#problems tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("zentitle")  # newest first among the open ones
+    expect(rows.first).to_contain_text("endpoint zentitle refuses deliveries")
+    expect(rows.first.locator('[data-field="status"]')).to_have_text("open")
+
+    rows.first.get_by_role("button", name="Acknowledge").click()
+    expect(page).to_have_url(re.compile(r"/problems#problem-\d+$"))
+    expect(tab).to_have_text("Problems 1")
+    # Open ones first: keygen is on top now, the acknowledged zentitle below it.
+    expect(rows.first).to_contain_text("keygen")
+    expect(rows.nth(1).locator('[data-field="status"]')).to_have_text("acknowledged")
+    expect(rows.nth(1).get_by_role("button", name="Acknowledge")).to_have_count(0)
+    rows.first.get_by_role("link", name="what it is about").click()
+    expect(page).to_have_url(re.compile(r"/deliveries\?rejected=1&endpoint=keygen$"))
+    expect(tab).to_have_text("Problems 1")

@@ -22,6 +22,7 @@ from receiver.cli import cli
 from receiver.config import SETTINGS, SOURCES
 from receiver.handlers import plugins
 from receiver.store.base import DELIVERY_FIELDS, EVENT_FIELDS, RUN_FIELDS
+from receiver.store.problem_queries import PROBLEM_FIELDS
 from receiver.web.api import OPENAPI_FILE
 
 from .conftest import ROOT, SAMPLES
@@ -150,6 +151,7 @@ def test_every_route_is_in_the_reference(app) -> None:
     ("## The event record", EVENT_FIELDS),
     ("## Deliveries", DELIVERY_FIELDS),
     ("## Handler runs", RUN_FIELDS),
+    ("## Problems", PROBLEM_FIELDS),
 ])
 def test_every_record_field_is_in_the_reference(heading, fields) -> None:
     documented = {row[0] for row in table_rows(section(REFERENCE, heading))}

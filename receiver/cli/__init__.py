@@ -2,10 +2,11 @@
 
 ``serve`` runs the receiver (gunicorn) and prints sign-in links; ``samples`` lists and
 ``trigger`` sends the bundled vendor samples; ``history`` reads and changes the stored history
-(``events``, ``show``, ``tail``, ``replay``, ``export``, ``purge``, ``plugins``); ``scale``
-runs handler workers and copies a history between backends; ``forward`` relays a deployed
-receiver's deliveries to an app on this machine. Commands that read the history open the
-database named by the settings (``RECEIVER_DATABASE``, ``RECEIVER_CONFIG``) or by ``--db``.
+(``events``, ``show``, ``tail``, ``replay``, ``export``, ``purge``, ``problems``,
+``plugins``); ``scale`` runs handler workers and copies a history between backends;
+``forward`` relays a deployed receiver's deliveries to an app on this machine. Commands
+that read the history open the database named by the settings (``RECEIVER_DATABASE``,
+``RECEIVER_CONFIG``) or by ``--db``.
 The top floor: it imports ``create_app`` and the packages below, never ``web`` internals.
 """
 
@@ -24,6 +25,6 @@ def cli() -> None:
 
 for command in (serve.serve, serve.login_link, samples.samples, samples.trigger,
                 history.events, history.show, history.tail, history.replay, history.export,
-                history.purge, history.plugins_command, scale.worker, scale.copy_command,
-                forward.forward):
+                history.purge, history.problems, history.plugins_command, scale.worker,
+                scale.copy_command, forward.forward):
     cli.add_command(command)

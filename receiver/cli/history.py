@@ -1,5 +1,5 @@
 """Commands that read or change the stored history: ``events``, ``show``, ``tail``,
-``replay``, ``export``, ``purge``, ``plugins``."""
+``replay``, ``export``, ``purge``, ``problems``, ``plugins``."""
 
 from __future__ import annotations
 
@@ -256,6 +256,44 @@ def purge(older_than: str, event_type: str | None, db: str | None) -> None:
     store.purge_activity(cutoff, event_type=event_type)
     click.echo(f"deleted {counts['events']} events, {counts['deliveries']} deliveries, "
                f"{counts['handler_runs']} handler runs received before {cutoff}")
+
+
+PROBLEM_STATUSES = ("open", "acknowledged", "resolved")
+#: The table's columns: heading and field.
+PROBLEM_COLUMNS = (("ID", "id"), ("KIND", "kind"), ("SUBJECT", "subject"),
+                   ("STATUS", "status"), ("COUNT", "count"), ("LAST SEEN", "last_seen_at"),
+                   ("SUMMARY", "summary"))
+
+
+@click.command()
+@click.option("--status", type=click.Choice(PROBLEM_STATUSES), default=None,
+              help="Only problems in this state, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@db_option
+def problems(status: str | None, as_json: bool, db: str | None) -> None:
+    """List problems: open first, then acknowledged, then recently resolved."""
+    store = open_history(db)
+    found = store.list_problems(status)
+    if as_json:
+        for problem in found:
+            click.echo(json.dumps(problem))
+        return
+    if not found:
+        click.echo(f"no {status} problems" if status else "no problems: nothing is wrong")
+        return
+    click.echo("\n".join(problem_table(found)))
+
+
+def problem_table(found: list[dict[str, Any]]) -> list[str]:
+    """Aligned columns, the summary last and whole."""
+    cells = [[heading for heading, _ in PROBLEM_COLUMNS]]
+    for problem in found:
+        row = [str(problem[field]) for _, field in PROBLEM_COLUMNS]
+        row[5] = row[5].replace("T", " ")[:19]
+        cells.append(row)
+    widths = [max(len(row[n]) for row in cells) for n in range(len(PROBLEM_COLUMNS) - 1)]
+    return ["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)),
+                       row[-1]]) for row in cells]
 
 
 @click.command("plugins")

@@ -3,10 +3,10 @@
 Two kinds of numbers, each from where it is true for the whole deployment:
 
 * Counts (deliveries by source/endpoint/status, signature verdicts, handler runs, handlers
-  that gave up, pending and retrying events) come from the database at scrape time: the
-  rollups of ``store.activity_queries`` plus the rows not rolled up yet. Every worker and
-  every node answers the same totals, they survive restarts, and ingest writes nothing
-  extra for them.
+  that gave up, pending and retrying events, open problems by kind) come from the database
+  at scrape time: the rollups of ``store.activity_queries`` plus the rows not rolled up
+  yet. Every worker and every node answers the same totals, they survive restarts, and
+  ingest writes nothing extra for them.
 * The ingest latency histogram is measured per process, in memory. Under ``receiver serve``
   it uses ``prometheus_client``'s multiprocess mode: each worker writes its observations to
   a memory-mapped file in ``PROMETHEUS_MULTIPROC_DIR`` (made by ``receiver serve`` when
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..store import Store, rollups
@@ -51,9 +51,13 @@ class IngestTimer:
 class StoreCollector:
     """The counts of the module docstring, read from the store at each scrape."""
 
-    def __init__(self, store: Store, unavailable: UnavailableCounts) -> None:
+    def __init__(self, store: Store, unavailable: UnavailableCounts,
+                 problem_kinds: Sequence[str] = ()) -> None:
         self.store = store
         self.unavailable = unavailable
+        #: The kinds of problem that always get a sample (``problems.kinds.KINDS``, passed
+        #: in: this floor is below ``problems``).
+        self.problem_kinds = tuple(problem_kinds)
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -113,14 +117,24 @@ class StoreCollector:
         yield GaugeMetricFamily("receiver_events_retrying", "Events with a failed handler's "
                                 "next attempt scheduled", value=retrying)
 
+        problems = GaugeMetricFamily("receiver_problems_open", "Problems open (neither "
+                                     "acknowledged nor resolved), by kind", labels=["kind"])
+        counts = self.store.open_problem_counts()
+        for kind in [*self.problem_kinds, *sorted(set(counts) - set(self.problem_kinds))]:
+            problems.add_metric([kind], counts.get(kind, 0))
+        yield problems
 
-def exposition(store: Store, unavailable: UnavailableCounts, timer: IngestTimer) -> bytes:
+
+def exposition(store: Store, unavailable: UnavailableCounts, timer: IngestTimer, *,
+               problem_kinds: Sequence[str] = ()) -> bytes:
     """The text a scrape gets: the store's counts and the ingest histogram (every worker's
-    in multiprocess mode, else this process's)."""
+    in multiprocess mode, else this process's); each of ``problem_kinds`` gets its
+    ``receiver_problems_open`` sample, 0 included."""
     from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 
     registry = CollectorRegistry()
-    registry.register(StoreCollector(store, unavailable))  # type: ignore[arg-type]
+    registry.register(StoreCollector(store, unavailable,  # type: ignore[arg-type]
+                                     problem_kinds))
     if os.path.isdir(os.environ.get(MULTIPROCESS_DIR) or ""):
         multiprocess.MultiProcessCollector(registry)
     else:

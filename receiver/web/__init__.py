@@ -1,9 +1,10 @@
 """Blueprints and the one place errors become responses (JSON for the API and ingest).
 
-``ingest``, ``api``, ``inspect``, ``handlers`` and ``access`` are the blueprints; what they
-share lives in ``common`` (with ``csrf``, ``chart`` and ``streaming``), which imports none of
-them. Only this package reads Flask's ``request``; it may import every package below it
-(``ingest``, ``handlers``, ``read``, ``clients``, ``store``...), and nothing below imports it.
+``ingest``, ``api``, ``inspect``, ``handlers``, ``problems`` and ``access`` are the blueprints;
+what they share lives in ``common`` (with ``csrf``, ``chart`` and ``streaming``), which
+imports none of them. Only this package reads Flask's ``request``; it may import every
+package below it (``ingest``, ``handlers``, ``problems``, ``read``, ``clients``,
+``store``...), and nothing below imports it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from ..errors import ReceiverError, StorageUnavailable
-from . import access, api, handlers, ingest, inspect
-from .common import error_response, wants_json
+from . import access, api, handlers, ingest, inspect, problems
+from .common import error_response, page_header_context, wants_json
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,9 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(api.bp)
     inspect.init_app(app)
     handlers.init_app(app)
+    problems.init_app(app)
     access.init_app(app)
+    app.context_processor(page_header_context)  # the open problems in every page's header
     proxies = app.config["TRUSTED_PROXIES"]
     if proxies:
         # Outermost, so ingest (FNO allow_ips, the stored remote_addr) sees the sender's

@@ -1,5 +1,5 @@
 """The JSON API (docs/reference.md#the-json-api): events, deliveries, raw bytes, replay,
-redeliver, export, and the OpenAPI description of it all."""
+redeliver, export, problems, and the OpenAPI description of it all."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
 from ..clients import redeliver
 from ..dialects.base import parse_json
-from ..errors import BadRequest
+from ..errors import BadRequest, NotFound
 from ..handlers import dispatch
+from ..problems.kinds import KINDS
 from ..read import export, mask, metrics
 from ..read.filters import activity_args, delivery_filters, event_filters, page_args, parse_id
 from ..resources import PACKAGE_DIR
-from ..store import Store
+from ..store import MAX_ID, Store
+from ..store.problem_queries import STATUSES
 from . import common
 from .common import delivery_json, event_json, get_store, reveal
 from .streaming import HEARTBEAT, bound_unsent
@@ -243,6 +245,28 @@ def export_events() -> Response:
     return Response(lines, mimetype="application/x-ndjson")
 
 
+@bp.get("/api/problems")
+def list_problems() -> Response:
+    """Problems of one ``status``, newest first; without it, open first, then acknowledged,
+    then the most recently resolved (the ``/problems`` page)."""
+    status = request.args.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise BadRequest(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+    return jsonify({"problems": get_store().list_problems(status)})
+
+
+@bp.post("/api/problems/<int:problem_id>/acknowledge")
+def acknowledge_problem(problem_id: int) -> Response:
+    """An open problem becomes acknowledged until it resolves; an acknowledged or resolved
+    one stays as it is. Only a JSON body is read, as for replay."""
+    options = json_options()
+    if not isinstance(options, dict):
+        raise BadRequest("acknowledge options must be a JSON object, such as {}")
+    if not 0 < problem_id <= MAX_ID:
+        raise NotFound(f"no problem {problem_id}")
+    return jsonify(get_store().acknowledge_problem(problem_id))
+
+
 @bp.get("/api/openapi.json")
 def openapi() -> Response:
     """The description as the file it is (ETag and Last-Modified from the file)."""
@@ -261,7 +285,7 @@ def metrics_text() -> Response:
     histogram of this node's workers."""
     extensions = current_app.extensions
     body = metrics.exposition(get_store(), extensions["receiver.unavailable"],
-                              extensions["receiver.ingest_timer"])
+                              extensions["receiver.ingest_timer"], problem_kinds=KINDS)
     return Response(body, content_type=metrics.content_type())
 
 

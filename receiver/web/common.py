@@ -9,7 +9,7 @@ import hashlib
 import hmac
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, render_template, request, session
+from flask import Blueprint, current_app, g, jsonify, render_template, request, session
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -109,6 +109,31 @@ def delivery_json(record: dict[str, Any], *, revealed: bool = False) -> dict[str
     if not revealed:
         record["headers"] = mask.mask_headers(record["headers"])
     return record
+
+
+# -- the header of every page ---------------------------------------------------------------
+
+
+def open_problem_total() -> int | None:
+    """Open problems in all, for the header of a page: asked once per request and only when
+    a page's header shows it (never by ingest or the JSON API). None when the reader is not
+    signed in or the database does not answer (an error page must still render)."""
+    if "_open_problems" not in g:
+        total: int | None = None
+        if is_signed_in():
+            try:
+                total = sum(get_store().open_problem_counts().values())
+            except ReceiverError:
+                total = None
+        g._open_problems = total
+    found: int | None = g._open_problems
+    return found
+
+
+def page_header_context() -> dict[str, Any]:
+    """For ``app.context_processor``: the header's problem count, as a function the base
+    template calls (a fragment that does not show the header costs no query)."""
+    return {"open_problem_total": open_problem_total}
 
 
 # -- errors and page headers --------------------------------------------------------------------
