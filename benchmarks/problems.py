@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     per_run = 12000  # unique requests per pool: more than a run sends here
     rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
     names: dict[str, str] = {}
+    lines: list[str] = []  # one per commit and round, as printed
     with tempfile.TemporaryDirectory(prefix="bench-problems-") as temp:
         work = Path(temp)
         (work / "receiver.toml").write_text(config_toml(public))
@@ -219,14 +220,15 @@ def main(argv: list[str] | None = None) -> int:
                 entry["alone"].append(alone)
                 entry["with"].append(valid)
                 entry["storm"].append(storm)
-                print(f"  {names[commit]:<20} round {round_ + 1}: valid alone {rps(alone):6.0f} "
+                lines.append(
+                      f"  {names[commit]:<20} round {round_ + 1}: valid alone {rps(alone):6.0f} "
                       f"req/s p99 {alone['p99_us'] / 1000:6.1f} ms | with storm "
                       f"{rps(valid):6.0f} req/s p99 {valid['p99_us'] / 1000:6.1f} ms | storm "
                       f"{rps(storm):6.0f} req/s p99 {storm['p99_us'] / 1000:6.1f} ms "
                       f"(non-2xx valid {alone['status_errors'] + valid['status_errors']}, "
                       f"storm 401s {storm['status_errors']}; machine busy "
-                      f"{(after['busy'] - before['busy']) / (2 * args.duration):.2f} cores)",
-                      flush=True)
+                      f"{(after['busy'] - before['busy']) / (2 * args.duration):.2f} cores)")
+                print(lines[-1], flush=True)
 
     def median(commit: str, part: str, what: str) -> float:
         values = [rps(result) if what == "rps" else result["p99_us"] / 1000
@@ -240,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
                    f"{median(commit, 'with', 'p99'):.1f}", f"{median(commit, 'storm', 'rps'):.0f}",
                    f"{median(commit, 'storm', 'p99'):.1f}"] for commit in commits]
     text = table(headers, table_rows)
+    base, *others = commits
+    for commit in others:  # paired within each round: the same machine load, near enough
+        ratios = sorted(rps(mine) / rps(theirs) for mine, theirs in
+                        zip(rows[commit]["with"], rows[base]["with"], strict=True))
+        text += (f"\n\nValid req/s with the storm, {names[commit]} / {names[base]} within each "
+                 f"round: median {statistics.median(ratios):.2f} (range {ratios[0]:.2f}-"
+                 f"{ratios[-1]:.2f}).")
     print(text)
     if args.no_write:
         return 0
@@ -259,6 +268,11 @@ measurement (after a {args.warmup:g} s warm-up), commits' order alternated per r
 - Server: {settings.describe()}; each commit's `receiver/` exported with `git archive`.
 - Load: {tool.describe(args.connections, args.threads)}; valid traffic and the storm are
   two such loads of {args.connections} connections each, run together.
+- Each round ("machine busy": all CPUs, load generators and other sessions included):
+
+```
+{chr(10).join(line.strip() for line in lines)}
+```
 """)
     return 0
 
