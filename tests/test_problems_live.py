@@ -235,9 +235,7 @@ def trace_lines(trace: Path) -> list[list[str]]:
 
 @pytest.mark.parametrize("workers", [
     1,
-    pytest.param(2, marks=pytest.mark.xfail(strict=True, reason=(
-        "each worker process keeps its own outage memory: a node of 2 workers sends 2 "
-        "opened and 2 resolved alerts and records 2 problems"))),
+    2,  # the workers of one node share the outage: one alert each way, one record
 ])
 def test_postgresql_stopped_past_the_threshold_alerts_from_memory_once(
         tmp_path, own_postgres, stores, target, workers) -> None:

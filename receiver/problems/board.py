@@ -15,7 +15,11 @@ store off the request path.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -155,7 +159,9 @@ class Outage:
 
     An outage starts with the first failure and lasts while failures come less than the
     threshold apart; a write that succeeds again (``wrote``: a delivery stored, the notice
-    board's own writes) ends it."""
+    board's own writes) ends it. Every worker process of the node keeps its own memory; the
+    one that holds the node's lock file (``flock``, let go by the kernel if it dies) alerts
+    and records, so a node alerts once however many workers it runs."""
 
     def __init__(self, settings: Mapping[str, Any], node: str,
                  threshold: float | None = None) -> None:
@@ -168,6 +174,7 @@ class Outage:
         self._since_text: str | None = None
         self._alerted = False
         self._recovered = False
+        self._held: int | None = None  # the node's lock, while this process alerts
 
     @property
     def alerted(self) -> bool:
@@ -181,7 +188,7 @@ class Outage:
                                        and now - self._last > max(self.threshold, 1.0)):
                 self._since, self._since_text = now, utc_now_iso()  # a new outage
             self._last, self._recovered = now, False
-            if self._alerted or now - self._since < self.threshold:
+            if self._alerted or now - self._since < self.threshold or not self._claim_node():
                 return
             self._alerted = True
         self._send_from_memory("opened", self._problem("open"))
@@ -205,8 +212,30 @@ class Outage:
             problem = store.resolve_problem(kind, subject) or self._problem("resolved")
         with self._lock:
             self._since, self._alerted, self._recovered = None, False, False
+            self._release_node()
         if alerted:
             self._send_from_memory("resolved", problem)
+
+    def _claim_node(self) -> bool:
+        """Take the node's outage lock (not waiting); whether this process holds it."""
+        if self._held is not None:
+            return True
+        name = hashlib.sha256(f"{self.node}\0{self.settings.get('DATABASE')}".encode())
+        path = os.path.join(tempfile.gettempdir(),
+                            f"receiver-outage-{name.hexdigest()[:16]}.lock")
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another worker of this node alerts
+            os.close(descriptor)
+            return False
+        self._held = descriptor
+        return True
+
+    def _release_node(self) -> None:
+        if self._held is not None:
+            os.close(self._held)  # closing lets the flock go
+            self._held = None
     def _problem(self, status: str) -> dict[str, Any]:
         kind, subject = kinds.DATABASE_UNAVAILABLE, self.node
         return {"id": None, "kind": kind, "subject": subject, "status": status,
