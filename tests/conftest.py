@@ -187,6 +187,23 @@ def store(app: Any) -> Any:
     return app.extensions["receiver.store"]
 
 
+@pytest.fixture
+def stores() -> Iterator[Any]:
+    """Stores the test opens on the served database, closed at the end."""
+    from receiver.store import open_store
+
+    opened: list[Any] = []
+
+    def open_(database: str) -> Any:
+        store = open_store(database)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        store.close()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -19,7 +19,6 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from receiver.problems import kinds
-from receiver.store import open_store
 
 from .conftest import Server, free_port, sample, wait_serving
 from .postgres import PostgresServer, start_throwaway
@@ -35,21 +34,6 @@ def target() -> Iterator[AlertTarget]:
     server = AlertTarget()
     yield server
     server.close()
-
-
-@pytest.fixture
-def stores() -> Iterator[Any]:
-    """Stores the test opens on the served database, closed at the end."""
-    opened: list[Any] = []
-
-    def open_(database: str) -> Any:
-        store = open_store(database)
-        opened.append(store)
-        return store
-
-    yield open_
-    for store in opened:
-        store.close()
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from markupsafe import escape
 from receiver.cli import cli
 from receiver.problems import kinds
 
+from .pages import csrf_of, page_of, text_of
+
 pytestmark = pytest.mark.both_backends
 
 SCRIPT = "<script>alert('boom')</script>"
@@ -44,22 +46,6 @@ def problems(store: Any) -> dict[str, dict[str, Any]]:
     return {"resolved": store.get_problem(resolved["id"]),
             "acknowledged": store.get_problem(acknowledged["id"]),
             "older": older, "newer": newer}
-
-
-def page_of(client: Any, url: str) -> str:
-    response = client.get(url)
-    assert response.status_code == 200, response.get_data(as_text=True)[:800]
-    return str(response.get_data(as_text=True))
-
-
-def text_of(page: str) -> str:
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found, "the page has no form with a CSRF token"
-    return html.unescape(found.group(1))
 
 
 def header_count(page: str) -> str | None:

@@ -23,8 +23,6 @@ import pytest
 import requests
 from aiosmtpd.controller import Controller
 
-from receiver.store import open_store
-
 from .conftest import Server, sample
 from .test_reliability import install_plugin, worker_pids
 from .waiting import wait_for
@@ -53,21 +51,6 @@ def settled(store: Any, event_id: int, status: str, timeout: float = 30) -> Any:
     return wait_for(reached, timeout=timeout, message=lambda: (
         f"event {event_id} never became {status}: {store.get_event(event_id)} "
         f"{runs_of(store, event_id)} {store.scheduled_attempts(event_id)}"))
-
-
-@pytest.fixture
-def stores() -> Iterator[Any]:
-    """Stores the test opens on the served database, closed at the end."""
-    opened: list[Any] = []
-
-    def open_(database: str) -> Any:
-        store = open_store(database)
-        opened.append(store)
-        return store
-
-    yield open_
-    for store in opened:
-        store.close()
 
 
 @pytest.fixture

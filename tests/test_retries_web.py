@@ -5,7 +5,6 @@ second attempt scheduled; tests wait for a settled state, never a fixed time."""
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from receiver.handlers import signals
 from receiver.read.schedule import wait_text
 
 from .conftest import sample
+from .pages import csrf_of, page_of, text_of
 from .test_retries import runs_of, settled
 
 pytestmark = pytest.mark.both_backends
@@ -67,22 +67,6 @@ def retrying(app: Any, store: Any) -> int:
     event_id = int(answer.json["event_id"])
     settled(store, event_id, "retrying")
     return event_id
-
-
-def page_of(client: Any, url: str) -> str:
-    response = client.get(url)
-    assert response.status_code == 200, response.get_data(as_text=True)[:800]
-    return str(response.get_data(as_text=True))
-
-
-def text_of(page: str) -> str:
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found, "the page has no form with a CSRF token"
-    return html.unescape(found.group(1))
 
 
 # -- the event page ----------------------------------------------------------------------------
