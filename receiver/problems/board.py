@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds a node answers 503 for storage before it alerts from memory.
 OUTAGE_SECONDS = 30.0
+#: Failures further apart than this (seconds) are separate outages, not one long one.
+QUIET_SECONDS = 60.0
 #: Seconds between refreshes of which problems are open, where no flush refreshes them.
 KNOWN_SECONDS = 5.0
 
@@ -157,8 +159,8 @@ class Noticeboard:
 class Outage:
     """This node's memory of answering 503 for storage (see the module).
 
-    An outage starts with the first failure and lasts while failures come less than the
-    threshold apart; a write that succeeds again (``wrote``: a delivery stored, the notice
+    An outage starts with the first failure and lasts while failures come less than
+    ``QUIET_SECONDS`` apart; a write that succeeds again (``wrote``: a delivery stored, the notice
     board's own writes) ends it. Every worker process of the node keeps its own memory; the
     one that holds the node's lock file (``flock``, let go by the kernel if it dies) alerts
     and records, so a node alerts once however many workers it runs."""
@@ -184,8 +186,7 @@ class Outage:
         """The database refused this node: past the threshold, alert from memory."""
         with self._lock:
             now = time.monotonic()
-            if self._since is None or (not self._alerted
-                                       and now - self._last > max(self.threshold, 1.0)):
+            if self._since is None or (not self._alerted and now - self._last > QUIET_SECONDS):
                 self._since, self._since_text = now, utc_now_iso()  # a new outage
             self._last, self._recovered = now, False
             if self._alerted or now - self._since < self.threshold or not self._claim_node():
