@@ -36,21 +36,6 @@ def target() -> Iterator[AlertTarget]:
     server.close()
 
 
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Processes the test starts besides ``serve``'s: stopped at the end if still alive."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-
-
 def of_kind(store: Any, kind: str) -> list[dict[str, Any]]:
     return [problem for problem in store.list_problems() if problem["kind"] == kind]
 

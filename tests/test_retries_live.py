@@ -53,17 +53,6 @@ def settled(store: Any, event_id: int, status: str, timeout: float = 30) -> Any:
         f"{runs_of(store, event_id)} {store.scheduled_attempts(event_id)}"))
 
 
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """`receiver worker` subprocesses the test starts: SIGKILLed at the end if still alive."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-
-
 def start_worker(tmp_path: Path, database: str, env: dict[str, str],
                  *args: str) -> subprocess.Popen[bytes]:
     environment = {key: value for key, value in os.environ.items()
