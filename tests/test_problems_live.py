@@ -216,8 +216,12 @@ def test_postgresql_stopped_past_the_threshold_alerts_from_memory_once(
                              "OUTAGE_TRACE": str(trace)},
         "--workers", str(workers))
     try:
-        pids = set(map(str, worker_pids(node.process.pid)))
-        assert len(pids) == workers
+        # gunicorn forks its workers after it answers: wait until they are all there.
+        def all_workers() -> set[str] | None:
+            found = set(map(str, worker_pids(node.process.pid)))
+            return found if len(found) == workers else None
+
+        pids = wait_for(all_workers, message=f"gunicorn did not start {workers} workers")
         answers: list[int] = []
         stop = threading.Event()
 
