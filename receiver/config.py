@@ -259,6 +259,11 @@ SETTINGS: list[Setting] = [
     Setting("PUBLIC_URL", optional(parse_str), None,
             "The receiver's public base URL (https://hooks.example.com): alerts link to "
             "it; unset, they carry paths."),
+    Setting("RECONCILE_EVERY", optional(parse_duration), None,
+            "Reconcile every endpoint with an api_token against the vendor's event log this "
+            "often (15m); unset: only `receiver reconcile` does."),
+    Setting("RECONCILE_WINDOW", parse_duration, 86400.0,
+            "How far back the periodic reconcile looks (24h)."),
     Setting("METRICS_OPEN", parse_bool, False,
             "Serve GET /-/metrics (Prometheus) without the inspector token, for a scraper "
             "on a private network."),
@@ -309,8 +314,19 @@ class Endpoint:
     verifier: str | None = None
     tolerance: int = 300
     future_skew: int = 60
+    # Reconcile with the vendor's event log (reconcile/): read lazily, checked when asked for.
+    account: str | None = None
+    api_token: str | None = None
+    api_token_env: str | None = None
+    api_url: str | None = None
+    reconcile: str = "fetch"
     configured: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def reconciles(self) -> bool:
+        """An API token is set (or named): the periodic reconcile covers this endpoint."""
+        return bool(self.api_token or self.api_token_env)
 
     @property
     def has_credentials(self) -> bool:
@@ -326,8 +342,11 @@ def ad_hoc_endpoint(name: str) -> Endpoint:
 _ENDPOINT_KEYS = {
     "source", "url", "enforce", "public_key", "public_keys", "secret", "secrets", "auth",
     "username", "password", "token", "tokens", "allow_ips", "signing_key", "verifier",
-    "tolerance", "future_skew",
+    "tolerance", "future_skew", "account", "api_token", "api_token_env", "api_url",
+    "reconcile",
 }
+
+RECONCILE_MODES = ("fetch", "retry")
 
 
 def _as_tuple(raw: Mapping[str, Any], single: str, plural: str, where: str) -> tuple[str, ...]:
@@ -394,6 +413,11 @@ def parse_endpoint(name: str, raw: Any) -> Endpoint:
         verifier=get("verifier", parse_str),
         tolerance=get("tolerance", parse_int, 300),
         future_skew=get("future_skew", parse_int, 60),
+        account=get("account", parse_str),
+        api_token=get("api_token", parse_str),
+        api_token_env=get("api_token_env", parse_str),
+        api_url=get("api_url", parse_str),
+        reconcile=get("reconcile", lambda value: parse_str(value).strip().lower(), "fetch"),
     )
     enforce = get("enforce", parse_bool, endpoint.has_credentials)
     return _replace(endpoint, enforce=enforce)

@@ -168,6 +168,14 @@ class Dispatcher:
         self._ensure_thread()
         self._queue.put(event_id)
 
+    def run_here(self, event_id: int) -> None:
+        """Run an event stored leased to us now, in this thread (one-off commands such as
+        ``receiver reconcile``); with ``DISPATCH=worker`` it waits for a `receiver worker`."""
+        if self.mode == "worker":
+            return
+        self._hold(event_id)
+        self.run_leased(event_id)
+
     def run_leased(self, event_id: int) -> None:
         """Run an event this dispatcher holds the lease on (taken when it was stored)."""
         try:

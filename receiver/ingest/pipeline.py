@@ -46,12 +46,14 @@ def receive(
     *,
     settings: Mapping[str, Any] | None = None,
     dispatcher_id: str | None = None,
+    verdict: Verdict | None = None,
 ) -> Answer:
     """Run one delivery through the steps. ``dispatcher_id`` names who will run the event's
     handlers (it gets the lease in the storing transaction); without it, or when no handler
-    matches, the event is stored as dispatched."""
+    matches, the event is stored as dispatched. ``verdict`` is one reached elsewhere (a
+    document reconcile fetched from the vendor's API): the signature check is skipped."""
     source: str | None = None
-    verdict: Verdict | None = None
+    given, verdict = verdict, None
     try:
         source = endpoint.source or dialects.detect_by_headers(delivery)
         document: Any = None
@@ -61,7 +63,7 @@ def receive(
             if delivery.content.strip():
                 document, parsed = dialects.parse_json(delivery.content), True
             source = dialects.detect(delivery, document, fallback=ping_source(endpoint))
-        verdict = verify(source, delivery, endpoint)
+        verdict = given or verify(source, delivery, endpoint)
         if endpoint.enforce and verdict.status in ("invalid", "unsigned"):
             raise Unauthorized(verdict.reason or f"signature {verdict.status}")
         # Bytes are parsed only once they passed the check.

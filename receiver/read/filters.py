@@ -11,7 +11,7 @@ from ..dialects.base import iso_time
 from ..errors import BadRequest
 from ..store import MAX_ID, ActivityFilters, DeliveryFilters, EventFilters, rollups
 
-SIGNATURE_STATUSES = ("valid", "invalid", "unsigned", "unchecked")
+SIGNATURE_STATUSES = ("valid", "invalid", "unsigned", "unchecked", "fetched")
 DISPATCH_STATUSES = ("pending", "retrying", "done", "failed")
 MAX_LIMIT = 500
 DIGITS = re.compile(r"[0-9]{1,19}")

@@ -540,6 +540,25 @@ class Store(abc.ABC):
     def alerts_of(self, problem_id: int) -> list[dict[str, Any]]:
         """A problem's alerts and whether each went out."""
 
+    # -- reconcile (``reconcile_queries``) ------------------------------------------------
+
+    @abc.abstractmethod
+    def stored_external_ids(self, source: str, external_ids: Iterable[str]) -> set[str]:
+        """Which of the idempotency keys have an event of ``source``."""
+
+    @abc.abstractmethod
+    def record_reconcile(self, run: Mapping[str, Any]) -> dict[str, Any]:
+        """Store one reconcile run; returns it with its id."""
+
+    @abc.abstractmethod
+    def latest_reconcile_runs(self) -> list[dict[str, Any]]:
+        """The last reconcile run of each endpoint."""
+
+    @abc.abstractmethod
+    def list_reconcile_runs(self, endpoint: str | None = None, *,
+                            limit: int = 50) -> list[dict[str, Any]]:
+        """Reconcile runs newest first."""
+
     @abc.abstractmethod
     def attempt_owner(self, event_id: int, handler: str) -> str | None:
         """Who holds the lease of a scheduled attempt, if anyone."""

@@ -55,6 +55,7 @@ from .base import (
 )
 from .postgres_search import INDEX_BATCH, PostgresSearch
 from .problem_queries import PROBLEM_COLUMNS, PROBLEM_SCHEMA, ProblemQueries, problem_from_row
+from .reconcile_queries import RECONCILE_SCHEMA, ReconcileQueries
 from .row_queries import (
     EVENT_COLUMNS,
     RowReads,
@@ -181,6 +182,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     """),
     (4, "handler retries", RETRY_SCHEMA.format(id=_IDENTITY)),
     (5, "problems", PROBLEM_SCHEMA.format(id=_IDENTITY)),
+    (6, "reconcile runs", RECONCILE_SCHEMA.format(id=_IDENTITY)),
 ]
 
 #: A missing id below a row stored longer ago than this can no longer appear: both
@@ -236,7 +238,8 @@ def _unavailable(error: Exception) -> StorageUnavailable:
     return StorageUnavailable(f"the database is unavailable: {reason}")
 
 
-class PostgresStore(ActivityQueries, RowReads, RunQueries, ProblemQueries, Store):
+class PostgresStore(ActivityQueries, RowReads, RunQueries, ProblemQueries, ReconcileQueries,
+                    Store):
     """A pool of connections per process; every method is one short transaction."""
 
     MARK = "%s"

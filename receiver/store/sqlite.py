@@ -43,6 +43,7 @@ from .base import (
     storable_values,
 )
 from .problem_queries import PROBLEM_COLUMNS, PROBLEM_SCHEMA, ProblemQueries, problem_from_row
+from .reconcile_queries import RECONCILE_SCHEMA, ReconcileQueries
 from .row_queries import (
     EVENT_COLUMNS,
     RowReads,
@@ -184,6 +185,12 @@ def m006_problems(db: sqlite_utils.Database) -> None:
     db.executescript(PROBLEM_SCHEMA.format(id="INTEGER PRIMARY KEY"))
 
 
+@migrations()
+def m007_reconcile_runs(db: sqlite_utils.Database) -> None:
+    """Runs of reconcile against the vendors' event logs (``reconcile_queries``)."""
+    db.executescript(RECONCILE_SCHEMA.format(id="INTEGER PRIMARY KEY"))
+
+
 _INSERT_EVENT = """
 INSERT INTO events (source, event_type, vendor_event, external_id, occurred_at, received_at,
                     account, actor, subject_type, subject_id, endpoint, signature_status, data,
@@ -205,7 +212,8 @@ VALUES (:received_at, :endpoint, :method, :path, :query, :remote_addr, :headers,
 """
 
 
-class SQLiteStore(ActivityQueries, RowReads, RunQueries, ProblemQueries, Store):
+class SQLiteStore(ActivityQueries, RowReads, RunQueries, ProblemQueries, ReconcileQueries,
+                  Store):
     """Owns the database file: one connection per thread, migrations at open."""
 
     MARK = "?"

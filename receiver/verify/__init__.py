@@ -13,6 +13,9 @@
 ``unchecked``
     nothing is configured to check this scheme with, but the request is signed (or the scheme
     is unknown, as for LicenseSpring).
+``fetched``
+    never answered here: reconcile gives it to events it took from the vendor's API with
+    the endpoint's token, over TLS, rather than from a signed request.
 
 Enforcement (the 401) is the pipeline's job; this module only answers. ``verify`` never raises
 for anything a client sends, and a ``reason`` never holds a configured secret.
@@ -47,6 +50,7 @@ from ..errors import ConfigError
 from ..events import Delivery
 from . import keys, user
 from .common import (
+    FETCHED,
     INVALID,
     STATUSES,
     UNCHECKED,
@@ -89,7 +93,8 @@ from .user import (
 from .zentitle import verify_zentitle
 
 __all__ = [
-    "BUILTIN_SCHEMES", "INVALID", "KEYGEN_ALGORITHMS", "STATUSES", "UNCHECKED", "UNSIGNED",
+    "BUILTIN_SCHEMES", "FETCHED", "INVALID", "KEYGEN_ALGORITHMS", "STATUSES", "UNCHECKED",
+    "UNSIGNED",
     "VALID", "VERIFIER_GROUP", "Headers", "UserVerifier", "Verdict", "check_endpoint",
     "decode_whsec", "ed25519_valid", "entry_point_verifier", "keygen_digest",
     "keygen_signing_string", "load_private_key", "load_public_key", "load_verifier",

@@ -1,4 +1,4 @@
-"""What every scheme shares: the :class:`Verdict` and its four statuses, header lookup, strict
+"""What every scheme shares: the :class:`Verdict` and its statuses, header lookup, strict
 base64, freshness of a signed timestamp, constant-time comparison and the short quotes reasons
 use. Pure and small: no keys, no configuration."""
 
@@ -14,7 +14,9 @@ VALID = "valid"
 INVALID = "invalid"
 UNSIGNED = "unsigned"
 UNCHECKED = "unchecked"
-STATUSES = (VALID, INVALID, UNSIGNED, UNCHECKED)
+#: Not from a signed request: taken from the vendor's API with our token (reconcile).
+FETCHED = "fetched"
+STATUSES = (VALID, INVALID, UNSIGNED, UNCHECKED, FETCHED)
 
 #: Request headers as a mapping or as ``(name, value)`` pairs (repeats kept).
 Headers: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
