@@ -23,6 +23,8 @@ __all__ = ["GiveUp", "RetryLater", "create_app", "on", "retries"]
 #: between checks of the dispatch backlog.
 PROBLEMS_EVERY = 10
 BACKLOG_EVERY = 50
+#: Upkeep ticks between looks at whether a periodic reconcile is due.
+RECONCILE_EVERY = 10
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, background: bool = True) -> Flask:
@@ -38,12 +40,14 @@ def create_app(config: Mapping[str, Any] | None = None, *, background: bool = Tr
     from .problems.alerts import AlertSender
     from .problems.board import Noticeboard
     from .read.metrics import IngestTimer
+    from .reconcile.schedule import ReconcileSchedule, check_settings
     from .store import open_store
     from .store.upkeep import UnavailableCounts, Upkeep
 
     settings = load_settings(config)
     for endpoint in settings["ENDPOINTS"].values():
         verify.check_endpoint(endpoint)
+    check_settings(settings)
 
     app = Flask(__name__, template_folder=str(resource_dir("templates")),
                 static_folder=str(PACKAGE_DIR / "static"))
@@ -68,9 +72,12 @@ def create_app(config: Mapping[str, Any] | None = None, *, background: bool = Tr
                                                              socket.gethostname())
     runs_recorded.connect(board.on_runs_recorded, sender=store)
     sender = AlertSender(store, app.config, lambda: dispatcher.owner)
+    reconciling = app.extensions["receiver.reconcile"] = ReconcileSchedule(
+        store, app.config, owner=lambda: dispatcher.owner, dispatch=dispatcher.submit)
     upkeep = Upkeep(store, app.config, unavailable=unavailable,
                     jobs=[(PROBLEMS_EVERY, board.flush), (BACKLOG_EVERY, board.check_backlog),
-                          (PROBLEMS_EVERY, sender.send_due)],
+                          (PROBLEMS_EVERY, sender.send_due),
+                          (RECONCILE_EVERY, reconciling.tick)],
                     on_unavailable=board.outage.unavailable)
     app.extensions["receiver.upkeep"] = upkeep
 

@@ -26,6 +26,7 @@ FLOORS: list[set[str]] = [
     {"receiver.problems"},
     {"receiver.ingest"},
     {"receiver.clients"},
+    {"receiver.reconcile"},
     {"receiver.web"},
     {"receiver", "receiver.signals"},  # create_app, and the public face of the handler API
     {"receiver.cli", "receiver.gunicorn_hooks", "receiver.__main__"},

@@ -4,7 +4,8 @@
 ``trigger`` sends the bundled vendor samples; ``history`` reads and changes the stored history
 (``events``, ``show``, ``tail``, ``replay``, ``export``, ``purge``, ``problems``,
 ``plugins``); ``scale`` runs handler workers and copies a history between backends;
-``forward`` relays a deployed receiver's deliveries to an app on this machine. Commands
+``forward`` relays a deployed receiver's deliveries to an app on this machine;
+``reconcile`` recovers the events a vendor's own log has and the history misses. Commands
 that read the history open the database named by the settings (``RECEIVER_DATABASE``,
 ``RECEIVER_CONFIG``) or by ``--db``.
 The top floor: it imports ``create_app`` and the packages below, never ``web`` internals.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import click
 
-from . import forward, history, samples, scale, serve
+from . import forward, history, reconcile, samples, scale, serve
 
 
 @click.group()
@@ -26,5 +27,5 @@ def cli() -> None:
 for command in (serve.serve, serve.login_link, samples.samples, samples.trigger,
                 history.events, history.show, history.tail, history.replay, history.export,
                 history.purge, history.problems, history.plugins_command, scale.worker,
-                scale.copy_command, forward.forward):
+                scale.copy_command, forward.forward, reconcile.reconcile):
     cli.add_command(command)

@@ -52,11 +52,13 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
     settings = read_settings()
     # Check the endpoints and migrate once in the master so a bad setting stops the start.
     from .. import create_app, gunicorn_hooks, verify
+    from ..reconcile.schedule import check_settings as check_reconcile_settings
     from ..store import open_store
 
     try:
         for endpoint in settings["ENDPOINTS"].values():
             verify.check_endpoint(endpoint)
+        check_reconcile_settings(settings)
         store = open_store(settings["DATABASE"])
         try:
             store.migrate()

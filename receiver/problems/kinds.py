@@ -27,7 +27,7 @@ def summary(kind: str, subject: str, detail: str = "") -> str:
         DISPATCH_BACKLOG: "events are waiting for their handlers longer than they should",
         DATABASE_UNAVAILABLE: f"node {subject} answers 503: the database is unreachable or "
                               "full",
-        VENDOR_FAILING: f"the vendor reports deliveries to endpoint {subject} failing",
+        VENDOR_FAILING: f"the vendor reports its deliveries to endpoint {subject} failing",
     }.get(kind, f"{kind}: {subject}")
     return f"{text} ({detail})" if detail else text
 
@@ -36,8 +36,10 @@ def link(kind: str, subject: str) -> str:
     """The page that shows what the problem is about (a path)."""
     if kind == HANDLER_FAILING:
         return "/handlers?" + urlencode({"handler": subject}) + "#" + quote(subject, safe="")
-    if kind in (SIGNATURE_REFUSED, VENDOR_FAILING):
+    if kind == SIGNATURE_REFUSED:
         return "/deliveries?" + urlencode({"rejected": "1", "endpoint": subject})
+    if kind == VENDOR_FAILING:  # what the vendor reports, beside the last reconcile
+        return "/problems#reconcile-" + quote(subject, safe="")
     if kind == DISPATCH_BACKLOG:
         return "/?dispatch_status=pending"
     return "/problems"

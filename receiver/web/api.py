@@ -267,6 +267,13 @@ def acknowledge_problem(problem_id: int) -> Response:
     return jsonify(get_store().acknowledge_problem(problem_id))
 
 
+@bp.get("/api/reconcile")
+def reconcile_runs() -> Response:
+    """The last reconcile run of each endpoint against its vendor's event log (``receiver
+    reconcile`` or ``RECEIVER_RECONCILE_EVERY``), by endpoint name."""
+    return jsonify({"endpoints": get_store().latest_reconcile_runs()})
+
+
 @bp.get("/api/openapi.json")
 def openapi() -> Response:
     """The description as the file it is (ETag and Last-Modified from the file)."""
