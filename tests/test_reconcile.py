@@ -227,6 +227,12 @@ def test_each_run_is_recorded_and_vendor_failing_follows_keygen(live: Live, keyg
     assert "CONN_REFUSED" in problem["summary"]
     page = live.app.test_client().get("/problems").get_data(as_text=True)
     assert 'id="reconcile-keygen"' in page
+    metrics = live.app.test_client().get("/-/metrics").get_data(as_text=True)
+    for line in ('receiver_reconcile_missing{endpoint="keygen"} 2.0',
+                 'receiver_reconcile_unrecovered{endpoint="keygen"} 0.0',
+                 'receiver_reconcile_vendor_failing{endpoint="keygen"} 2.0',
+                 'receiver_reconcile_failed{endpoint="keygen"} 0.0'):
+        assert line in metrics.splitlines()
 
     # The receiver is reachable again and Keygen gets through: resolved on the next run.
     assert keygen.deliver(keygen.add_event(endpoint_url=REGISTERED)["id"]) == 200

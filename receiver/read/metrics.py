@@ -3,7 +3,8 @@
 Two kinds of numbers, each from where it is true for the whole deployment:
 
 * Counts (deliveries by source/endpoint/status, signature verdicts, handler runs, handlers
-  that gave up, pending and retrying events, open problems by kind) come from the database
+  that gave up, pending and retrying events, open problems by kind, the last reconcile of
+  each endpoint) come from the database
   at scrape time: the rollups of ``store.activity_queries`` plus the rows not rolled up
   yet. Every worker and every node answers the same totals, they survive restarts, and
   ingest writes nothing extra for them.
@@ -123,6 +124,38 @@ class StoreCollector:
         for kind in [*self.problem_kinds, *sorted(set(counts) - set(self.problem_kinds))]:
             problems.add_metric([kind], counts.get(kind, 0))
         yield problems
+        yield from reconcile_gauges(self.store.latest_reconcile_runs())
+
+
+def reconcile_gauges(runs: Sequence[dict[str, Any]]) -> Iterator[Any]:
+    """The last reconcile of each endpoint (configured endpoints only: bounded labels)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    families = {
+        "missing": GaugeMetricFamily(
+            "receiver_reconcile_missing", "Vendor events without a stored event at the "
+            "endpoint's last reconcile", labels=["endpoint"]),
+        "unrecovered": GaugeMetricFamily(
+            "receiver_reconcile_unrecovered", "Of those, not fetched, arrived or retried",
+            labels=["endpoint"]),
+        "vendor_failing": GaugeMetricFamily(
+            "receiver_reconcile_vendor_failing", "Deliveries the vendor reports failing since "
+            "its last one that got through, at the last reconcile", labels=["endpoint"]),
+        "failed": GaugeMetricFamily(
+            "receiver_reconcile_failed", "1 when the endpoint's last reconcile ended with an "
+            "error (the vendor's API refused or failed)", labels=["endpoint"]),
+        "ran_at": GaugeMetricFamily(
+            "receiver_reconcile_last_run_timestamp_seconds", "When the endpoint's last "
+            "reconcile started (Unix time)", labels=["endpoint"]),
+    }
+    for run in runs:
+        labels = [run["endpoint"]]
+        families["missing"].add_metric(labels, run["missing"])
+        families["unrecovered"].add_metric(labels, run["missing"] - run["recovered"])
+        families["vendor_failing"].add_metric(labels, run["vendor_failing"])
+        families["failed"].add_metric(labels, 1 if run["error"] else 0)
+        families["ran_at"].add_metric(labels, rollups.parse_time(run["ran_at"]).timestamp())
+    yield from families.values()
 
 
 def exposition(store: Store, unavailable: UnavailableCounts, timer: IngestTimer, *,
