@@ -63,21 +63,30 @@ def test_failing_counts_the_failures_since_the_last_delivery_that_got_through() 
     newest_failed = vendor_event("4", state=FAILING)
     events = [vendor_event("5", state=IN_FLIGHT), newest_failed, vendor_event("3", state=FAILING),
               vendor_event("2"), vendor_event("1", state=FAILING)]
-    assert compare.failing(events) == [newest_failed, events[2]]
-    assert compare.failing([vendor_event("9"), *events]) == []
-    assert compare.failing([]) == []
+    assert compare.failing(events) == 2
+    assert compare.failing([vendor_event("9"), *events]) == 0
+    assert compare.failing([]) == 0
+    tally = compare.Tally(NOW)
+    tally.add(events[:2], set())
+    tally.add(events[2:], set())  # batches add up as one list would
+    assert (tally.failing, tally.newest_failing, tally.checked) == (2, newest_failed, 5)
 
 
 keys = st.sampled_from(["a", "b", "c", "d"])
 states = st.sampled_from([DELIVERED, FAILING, IN_FLIGHT])
 
 
-@given(st.lists(st.tuples(keys, states, st.integers(0, 600))), st.sets(keys))
-def test_missing_names_each_unstored_key_at_most_once(
-        rows: list[tuple[str, str, int]], stored: set[str]) -> None:
+@given(st.lists(st.tuples(keys, states, st.integers(0, 600))), st.sets(keys),
+       st.integers(1, 5))
+def test_missing_names_each_unstored_key_at_most_once_whatever_the_batches(
+        rows: list[tuple[str, str, int]], stored: set[str], size: int) -> None:
     events = [vendor_event(str(n), key, state=state, minutes_ago=age)
               for n, (key, state, age) in enumerate(rows)]
     gaps = compare.missing(events, stored, NOW)
+    tally = compare.Tally(NOW)
+    for start in range(0, len(events), size):
+        tally.add(events[start:start + size], stored)
+    assert tally.missing == gaps
     tokens = [gap.token for gap in gaps]
     assert len(tokens) == len(set(tokens))
     assert not set(tokens) & stored

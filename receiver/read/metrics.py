@@ -69,7 +69,8 @@ class StoreCollector:
             labels=["source", "endpoint", "status"])
         verdicts = CounterMetricFamily(
             "receiver_signature_verdicts", "Signature checks by verdict (valid, invalid, "
-            "unsigned, unchecked; fetched: taken from the vendor's API by reconcile)", labels=["source", "endpoint", "verdict"])
+            "unsigned, unchecked; fetched: taken from the vendor's API by reconcile)",
+            labels=["source", "endpoint", "verdict"])
         by_status: dict[tuple[str, str, str], int] = {}
         by_verdict: dict[tuple[str, str, str], int] = {}
         for key, count in self.store.delivery_totals().items():

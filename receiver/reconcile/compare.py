@@ -1,5 +1,6 @@
 """Which of a vendor's events are ours, which we miss, and whether the vendor's deliveries
-to us fail. Pure: the caller gives the events (newest first) and the keys it has stored."""
+to us fail. Pure: the caller gives the events (newest first, in batches) and which of their
+keys it has stored."""
 
 from __future__ import annotations
 
@@ -50,30 +51,61 @@ def in_flight(event: VendorEvent, now: dt.datetime) -> bool:
     return event.state == IN_FLIGHT and created is not None and now - created < IN_FLIGHT_GRACE
 
 
+class Tally:
+    """The vendor's events to one URL gone through newest first, a batch at a time, keeping
+    only what the run reports: memory grows with the events missing, not with the window.
+
+    ``missing``: one event per idempotency key with no stored event, newest first (the
+    newest of the key's events: a resend is a new vendor event with the same key); a key
+    with a delivery in flight is not missing yet. ``failing``: the vendor's failed
+    deliveries since its last one that got through (0 once a delivery succeeds again, so the
+    problem it opens resolves when the path from the vendor to us works, not a window
+    later), ``newest_failing`` the newest of them."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+        self.checked = 0
+        self.failing = 0
+        self.newest_failing: VendorEvent | None = None
+        self._got_through = False
+        self._missing: dict[str, VendorEvent] = {}
+        self._in_flight: set[str] = set()
+
+    @property
+    def missing(self) -> list[VendorEvent]:
+        return list(self._missing.values())
+
+    def add(self, events: Iterable[VendorEvent], stored: set[str]) -> None:
+        """The next (older) events to our URL; ``stored``: which of their keys have an
+        event here."""
+        for event in events:
+            self.checked += 1
+            if not self._got_through:
+                if event.state == DELIVERED:
+                    self._got_through = True
+                elif event.state == FAILING:
+                    self.failing += 1
+                    self.newest_failing = self.newest_failing or event
+            if event.token in stored:
+                continue
+            if in_flight(event, self.now):
+                self._in_flight.add(event.token)
+                self._missing.pop(event.token, None)
+            elif event.token not in self._in_flight and event.token not in self._missing:
+                self._missing[event.token] = event
+
+
 def missing(events: Sequence[VendorEvent], stored: set[str],
             now: dt.datetime) -> list[VendorEvent]:
-    """One event per idempotency key that has no stored event, newest first: the newest of
-    the key's events (a resend is a new vendor event with the same key). A key with a
-    delivery in flight is not missing yet."""
-    by_token: dict[str, list[VendorEvent]] = {}
-    for event in events:
-        by_token.setdefault(event.token, []).append(event)
-    gaps = []
-    for token, same in by_token.items():
-        if token in stored or any(in_flight(event, now) for event in same):
-            continue
-        gaps.append(same[0])
-    return gaps
+    """The missing events of ``events`` (newest first), as ``Tally`` finds them."""
+    tally = Tally(now)
+    tally.add(events, stored)
+    return tally.missing
 
 
-def failing(events: Sequence[VendorEvent]) -> list[VendorEvent]:
-    """The vendor's failed deliveries to us since its last one that got through, newest
-    first: empty once a delivery succeeds again, so the problem this opens resolves when the
-    path from the vendor to us works, not a window later."""
-    found = []
-    for event in events:
-        if event.state == DELIVERED:
-            break
-        if event.state == FAILING:
-            found.append(event)
-    return found
+def failing(events: Sequence[VendorEvent]) -> int:
+    """How many deliveries failed since the last one that got through, as ``Tally``
+    counts them."""
+    tally = Tally(dt.datetime.now(dt.UTC))
+    tally.add(events, {event.token for event in events})
+    return tally.failing

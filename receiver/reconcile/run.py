@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Mapping
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from ..events import Delivery, format_time, utc_now_iso
 from ..ingest import pipeline
 from ..problems import alerts, kinds
 from ..store import Store
+from ..store.reconcile_queries import LOOKUP_BATCH
 from ..verify import FETCHED, Verdict
 from . import compare
 from .base import Fetched, Reconciler, VendorError, VendorEvent
@@ -101,6 +103,13 @@ class Report:
         return record
 
 
+def batched(items: Iterable[VendorEvent], size: int) -> Iterator[list[VendorEvent]]:
+    """Lists of ``size`` items (the last shorter); ``itertools.batched`` from Python 3.12."""
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
 def fetched_delivery(endpoint: Endpoint, fetched: Fetched) -> Delivery:
     """The API's document as a delivery of the endpoint: the bytes the API sent, where they
     came from in a header, no sender address (nobody sent it)."""
@@ -127,13 +136,14 @@ def reconcile(endpoint: Endpoint, reconciler: Reconciler, store: Store, *,
                     utc_now_iso())
     try:
         assert endpoint.url is not None, "checked by vendors.check_endpoint"
-        events = compare.ours(reconciler.events_since(since), endpoint.url)
-        report.checked = len(events)
-        stored = store.stored_external_ids(reconciler.source, (e.token for e in events))
-        gaps = compare.missing(events, stored, clock())
-        failing = compare.failing(events)
-        report.vendor_failing = len(failing)
-        report.items = [Item.of(event) for event in gaps]
+        tally = compare.Tally(clock())
+        for batch in batched(reconciler.events_since(since), LOOKUP_BATCH):
+            mine = compare.ours(batch, endpoint.url)
+            tally.add(mine, store.stored_external_ids(reconciler.source,
+                                                      (event.token for event in mine)))
+        report.checked = tally.checked
+        report.vendor_failing = tally.failing
+        report.items = [Item.of(event) for event in tally.missing]
         if mode != DRY_RUN:
             for item in report.items:
                 recover(item, endpoint, reconciler, store, mode=mode, settings=settings,
@@ -142,7 +152,7 @@ def reconcile(endpoint: Endpoint, reconciler: Reconciler, store: Store, *,
             if failed:
                 report.error = failed[0] if len(failed) == 1 else \
                     f"{failed[0]} (and {len(failed) - 1} more failed)"
-        note_vendor(store, endpoint, failing, settings)
+        note_vendor(store, endpoint, tally, settings)
     except VendorError as error:
         report.error = str(error)
     finally:
@@ -181,16 +191,16 @@ def recover(item: Item, endpoint: Endpoint, reconciler: Reconciler, store: Store
         dispatch(answer.event_id)
 
 
-def note_vendor(store: Store, endpoint: Endpoint, failing: list[VendorEvent],
+def note_vendor(store: Store, endpoint: Endpoint, tally: compare.Tally,
                 settings: Mapping[str, Any]) -> None:
     """Open ``vendor_failing`` while the vendor's newest deliveries to us fail; resolve it
     once one gets through (or none failed)."""
     channels = alerts.channels(settings)
-    if not failing:
+    newest = tally.newest_failing
+    if not tally.failing or newest is None:
         store.resolve_problem(kinds.VENDOR_FAILING, endpoint.name, channels=channels)
         return
-    newest = failing[0]
-    detail = (f"{len(failing)} failed since the last that got through; the newest "
+    detail = (f"{tally.failing} failed since the last that got through; the newest "
               f"{newest.vendor_id} ({newest.event}) got {newest.last_response}")
     store.note_problem(kinds.VENDOR_FAILING, endpoint.name,
                        kinds.summary(kinds.VENDOR_FAILING, endpoint.name, detail),
