@@ -275,6 +275,45 @@ def test_postgresql_stopped_under_load_answers_503_then_serves_again(serve,
     assert "Traceback" not in node.output()
 
 
+def test_after_a_restart_of_postgresql_no_request_meets_a_dead_pooled_connection(
+        serve, own_postgres) -> None:
+    """Every worker's pool holds connections that died with the server: once the node
+    answers 200 again, the next requests (pages, API, deliveries) all succeed."""
+    node = serve("--workers", "2", env={"RECEIVER_BUSY_TIMEOUT": "2000",
+                                        "RECEIVER_POOL_SIZE": "4"},
+                 database=own_postgres.database_url("postgres"))
+    session = requests.Session()
+
+    def load(count: int) -> list[int]:
+        """Deliveries and reads from several clients at once, so every worker fills its pool."""
+        def one(number: int) -> int:
+            if number % 3 == 0:
+                return requests.get(node.url + "/api/events?limit=5", timeout=30).status_code
+            if number % 3 == 1:
+                return requests.get(node.url + "/", timeout=30).status_code
+            body = licensespring_body(f"restart-{uuid.uuid4()}")
+            return requests.post(node.url + "/hooks", data=body, timeout=30).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(one, range(count)))
+
+    assert set(load(60)) == {200}
+    own_postgres.stop("fast")  # nothing asks meanwhile: the pooled connections stay, dead
+    own_postgres.start()
+
+    seen: list[int] = []
+
+    def serves_again() -> bool:
+        body = licensespring_body(f"first-{uuid.uuid4()}")
+        seen.append(session.post(node.url + "/hooks", data=body, timeout=30).status_code)
+        return seen[-1] == 200
+
+    wait_for(serves_again, timeout=60, interval=0.2)
+    after = load(48)
+    assert after == [200] * 48, (seen, after)
+    assert "Traceback" not in node.output()
+
+
 def test_unreachable_postgresql_is_storage_unavailable_within_seconds() -> None:
     store = PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/none", timeout_ms=1000)
     started = time.monotonic()

@@ -23,8 +23,10 @@ import base64
 import hashlib
 import logging
 import os
+import select
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -76,6 +78,10 @@ MIGRATION_LOCK = 0x7265636569766572
 #: still commit (ingest statements are cut by ``statement_timeout`` well before).
 FEED_SETTLE_SECONDS = 30
 STATEMENT_TIMEOUT_MS = 20_000
+#: Seconds a pooled connection may sit idle before it is checked with a round trip when it
+#: is taken (``PostgresStore._check_if_idle``, which also drops one the server closed): after
+#: a restart or failover the next requests never meet a dead connection.
+IDLE_CHECK_SECONDS = 5.0
 EXACT_COUNT_LIMIT = 100_000  # rows a table above which health reports the planner's estimate
 #: How often a process re-checks the upkeep lock it holds, or tries again for one it lacks.
 UPKEEP_RECHECK_SECONDS = 10.0
@@ -233,6 +239,13 @@ RETURNING id
 """
 
 
+def _has_input(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server sent something to a connection that asked nothing."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(0))
+
+
 def _unavailable(error: Exception) -> StorageUnavailable:
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return StorageUnavailable(f"the database is unavailable: {reason}")
@@ -253,6 +266,8 @@ class PostgresStore(ActivityQueries, RowReads, RunQueries, ProblemQueries, Recon
         self.timeout = max(timeout_ms, 100) / 1000
         self.prepare = prepare
         self._pool: psycopg_pool.ConnectionPool | None = None
+        self._idle_since: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = \
+            weakref.WeakKeyDictionary()
         self._pid = 0
         self._lock = threading.Lock()
         self._search = PostgresSearch(self)
@@ -271,6 +286,27 @@ class PostgresStore(ActivityQueries, RowReads, RunQueries, ProblemQueries, Recon
             "tcp_user_timeout": int(self.timeout * 1000) + 2000,
         }
 
+    def _returned(self, conn: psycopg.Connection[Any]) -> None:
+        """Back in the pool (its ``reset``): note when, for ``_check_if_idle``."""
+        self._idle_since[conn] = time.monotonic()
+
+    def _check_if_idle(self, conn: psycopg.Connection[Any]) -> None:
+        """The pool's ``check`` on every checkout; raising makes the pool drop the
+        connection and hand out another, so a request never meets one that died while it
+        sat in the pool.
+
+        An idle connection has nothing to read: a readable socket means the server said
+        goodbye (a restart or shutdown sends a FATAL and closes), found with one ``poll``,
+        no round trip. A server that vanished without a word (a failover, a cut cable) is
+        found by one round trip, made only when the connection sat idle longer than
+        ``IDLE_CHECK_SECONDS``: under load it costs nothing."""
+        if conn.closed or _has_input(conn):
+            conn.close()  # a closed one is replaced; an open one would go back to the pool
+            raise psycopg.OperationalError("the server closed this pooled connection")
+        idle_since = self._idle_since.get(conn)
+        if idle_since is None or time.monotonic() - idle_since > IDLE_CHECK_SECONDS:
+            psycopg_pool.ConnectionPool.check_connection(conn)
+
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         """Durable commits whatever the server default, and no statement runs forever."""
         conn.execute("SET synchronous_commit = on")
@@ -286,6 +322,7 @@ class PostgresStore(ActivityQueries, RowReads, RunQueries, ProblemQueries, Recon
                     self._pool = psycopg_pool.ConnectionPool(
                         self.database, min_size=1, max_size=self.pool_size,
                         kwargs=self._connect_kwargs(), configure=self._configure,
+                        check=self._check_if_idle, reset=self._returned,
                         timeout=self.timeout, reconnect_timeout=max(self.timeout, 5.0),
                         name="receiver", open=False)
                     self._pool.open(wait=False)
