@@ -53,6 +53,9 @@ RawEvent = tuple[Any, ...]
 EXPORT_BATCH = 5000
 #: Ids an export with common filters reads per batch, in id order (see ``event_batches``).
 EXPORT_WINDOW = 50_000
+#: Up to this many events not yet searchable are counted (``not_yet_searchable``); beyond,
+#: the span of their ids stands for the count.
+EXACT_COUNT_UP_TO = 10_000
 
 #: Every stored id is below this: ids are positive 64-bit integers on both backends
 #: (SQLite's INTEGER, PostgreSQL's bigint), and a larger one overflows the drivers.

@@ -31,7 +31,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .base import EXPORT_WINDOW, EventFilters
+from .base import EXACT_COUNT_UP_TO, EXPORT_WINDOW, EventFilters
 from .row_queries import EVENT_COLUMNS
 
 #: How many of the newest queued events a search matches itself, and at most how many bytes
@@ -324,11 +324,16 @@ class PostgresSearch:
                 (ids[start:start + chunk],))
 
     def not_yet_searchable(self) -> int:
-        """Queued events beyond the ones a search matches itself."""
+        """Queued events beyond the ones a search matches itself: counted up to
+        ``EXACT_COUNT_UP_TO``, beyond that the span of their ids (an upper bound, read from
+        the primary key's two ends instead of counting a million rows)."""
         scope = self.scope()
         queued = scope.listed
         if scope.more:
-            queued = int(self._store.one("SELECT count(*) FROM search_queue")[0])
+            low, high = self._store.one("SELECT min(event_id), max(event_id) FROM search_queue")
+            span = 0 if low is None else int(high) - int(low) + 1
+            queued = span if span > EXACT_COUNT_UP_TO else int(
+                self._store.one("SELECT count(*) FROM search_queue")[0])
         return max(queued - len(scope.recent), 0)
 
     def page(self, filters: EventFilters, *, limit: int,

@@ -25,6 +25,8 @@ from typing import Any, Protocol
 
 import sqlite_utils
 
+from .base import EXACT_COUNT_UP_TO
+
 #: The indexed columns, in the order of the ``events_fts`` table.
 FTS_COLUMNS = "event_type, vendor_event, source, subject_id, account, actor, external_id, data"
 #: How many of the newest not yet indexed events a search scans itself.
@@ -164,11 +166,17 @@ class SearchIndex:
         return scope
 
     def not_yet_searchable(self) -> int:
-        """Events past the watermark and older than the newest ``RECENT_SCAN`` of them."""
+        """Events past the watermark and older than the newest ``RECENT_SCAN`` of them:
+        counted up to ``EXACT_COUNT_UP_TO``; beyond, the span of their ids (ids only grow,
+        so it is an upper bound that a purge in the span alone makes loose). Counting a
+        million rows read every page of them: 0.8 s, on every search."""
         conn = self._connection()
         scope = self._scope(conn)
-        if scope.recent_after <= scope.indexed_upto:
+        span = scope.recent_after - scope.indexed_upto
+        if span <= 0:
             return 0
+        if span > EXACT_COUNT_UP_TO:
+            return span
         return int(conn.execute("SELECT count(*) FROM events WHERE id > ? AND id <= ?",
                                 (scope.indexed_upto, scope.recent_after)).fetchone()[0])
 
