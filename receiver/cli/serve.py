@@ -18,7 +18,6 @@ from .common import (
     read_settings,
 )
 
-
 #: Hosts that listen on every interface: public, whatever the machine's addresses are.
 WILDCARD_HOSTS = ("", "*", "0.0.0.0", "::")
 
