@@ -234,6 +234,7 @@ class SQLiteStore(ActivityQueries, RowReads, RunQueries, ProblemQueries, Reconci
     # -- connections -------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        self._create_private()
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
                                check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
@@ -247,6 +248,18 @@ class SQLiteStore(ActivityQueries, RowReads, RunQueries, ProblemQueries, Reconci
         with self._lock:
             self._connections.append(conn)
         return conn
+
+    def _create_private(self) -> None:
+        """A new database file is made readable by its owner only (0600), as its ``.secret``
+        is: SQLite would make it world-readable under the usual umask, and it gives the
+        ``-wal`` and ``-shm`` files the mode of the database file."""
+        if self.path == ":memory:" or self.path.startswith("file:") or os.path.exists(
+                self.path):
+            return
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError:
+            pass  # no directory yet, or not ours to make: SQLite says why when it opens it
 
     @property
     def conn(self) -> sqlite3.Connection:
