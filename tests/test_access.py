@@ -1,12 +1,114 @@
-"""Access to what the receiver keeps (docs/reference.md#access)."""
+"""Access behind ``RECEIVER_INSPECTOR_TOKEN`` (docs/reference.md#access): sessions that end
+when signed out or when the token changes, on every worker (two apps on one database stand
+for two gunicorn workers or nodes)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 
+from .test_web_api import TOKEN
+from .test_web_inspect import csrf_of, get_page
+
 pytestmark = pytest.mark.both_backends
+
+COOKIE = "receiver_session"
+
+
+def sign_in(client: Any, token: str = TOKEN) -> Any:
+    page = get_page(client, "/login")
+    return client.post("/login", data={"csrf_token": csrf_of(page), "token": token})
+
+
+def cookie_of(client: Any) -> str:
+    cookie = client.get_cookie(COOKIE)
+    assert cookie is not None
+    return str(cookie.value)
+
+
+def browser_with(app: Any, cookie: str) -> Any:
+    browser = app.test_client()
+    browser.set_cookie(COOKIE, cookie)
+    return browser
+
+
+# -- sessions ---------------------------------------------------------------------------------
+
+
+def test_a_cookie_copied_before_logout_is_refused_after_it(make_app: Any) -> None:
+    first, second = make_app(INSPECTOR_TOKEN=TOKEN), make_app(INSPECTOR_TOKEN=TOKEN)
+    browser = first.test_client()
+    assert sign_in(browser).status_code == 303
+    copied = cookie_of(browser)
+    thief = browser_with(second, copied)  # another worker, or another node
+    assert thief.get("/api/events").status_code == 200
+    page = get_page(browser, "/")
+    assert browser.post("/logout", data={"csrf_token": csrf_of(page)}).status_code == 303
+    for app in (first, second):
+        stale = browser_with(app, copied)
+        assert stale.get("/api/events").status_code == 401
+        assert stale.get("/").status_code == 303
+    # Signing in again makes a new session; the old cookie stays refused.
+    assert sign_in(browser).status_code == 303
+    assert cookie_of(browser) != copied
+    assert browser.get("/api/events").status_code == 200
+    assert browser_with(second, copied).get("/api/events").status_code == 401
+
+
+def test_each_sign_in_has_its_own_session(make_app: Any) -> None:
+    app = make_app(INSPECTOR_TOKEN=TOKEN)
+    laptop, phone = app.test_client(), app.test_client()
+    sign_in(laptop)
+    sign_in(phone)
+    assert cookie_of(laptop) != cookie_of(phone)
+    page = get_page(laptop, "/")
+    laptop.post("/logout", data={"csrf_token": csrf_of(page)})
+    assert laptop.get("/api/events").status_code == 401
+    assert phone.get("/api/events").status_code == 200  # signed out of one browser only
+
+
+def test_a_new_token_signs_everyone_out_even_when_changed_back(make_app: Any) -> None:
+    old = make_app(INSPECTOR_TOKEN=TOKEN)
+    browser = old.test_client()
+    sign_in(browser)
+    copied = cookie_of(browser)
+    assert browser.get("/api/events").status_code == 200
+    make_app(INSPECTOR_TOKEN="a-new-token-456")  # a worker starts with the new token
+    assert browser.get("/api/events").status_code == 401  # the old worker refuses it too
+    back = make_app(INSPECTOR_TOKEN=TOKEN)  # and the old token again
+    assert browser_with(back, copied).get("/api/events").status_code == 401
+    assert browser_with(back, copied).get("/").status_code == 303
+
+
+def test_a_session_ends_with_its_lifetime_however_often_it_is_used(make_app: Any) -> None:
+    app = make_app(INSPECTOR_TOKEN=TOKEN, PERMANENT_SESSION_LIFETIME=dt.timedelta(days=1))
+    browser = app.test_client()
+    sign_in(browser)
+    store = app.extensions["receiver.store"]
+    [(expires_at,)] = store.rows("SELECT expires_at FROM inspector_sessions")
+    ends = dt.datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+    assert dt.timedelta(hours=23) < ends - dt.datetime.now(dt.UTC) <= dt.timedelta(days=1)
+    assert browser.get("/api/events").status_code == 200
+    with store._run_write() as conn:  # the day has passed
+        conn.execute("UPDATE inspector_sessions SET expires_at = '2000-01-01T00:00:00.000Z'")
+    assert browser.get("/api/events").status_code == 401
+
+
+def test_the_store_keeps_no_session_id_and_forgets_ended_sessions(make_app: Any) -> None:
+    app = make_app(INSPECTOR_TOKEN=TOKEN)
+    store = app.extensions["receiver.store"]
+    browser = app.test_client()
+    sign_in(browser)
+    content = app.session_interface.get_signing_serializer(app).loads(cookie_of(browser))
+    session_id = content["sid"]
+    [(stored,)] = store.rows("SELECT id FROM inspector_sessions")
+    assert session_id and stored != session_id and session_id not in stored
+    with store._run_write() as conn:
+        conn.execute("UPDATE inspector_sessions SET expires_at = '2000-01-01T00:00:00.000Z'")
+    sign_in(app.test_client())  # a sign-in forgets the sessions that ended
+    assert len(store.rows("SELECT id FROM inspector_sessions")) == 1
 
 
 # -- the database file ------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from .row_queries import (
     purge_refused,
 )
 from .run_queries import RETRY_SCHEMA, DueAttempt, RunQueries
+from .session_queries import SESSION_SCHEMA, SessionQueries
 from .sqlite_search import FTS_COLUMNS, INDEX_BATCH, Scope, SearchIndex
 from .where import event_filter_terms
 
@@ -191,6 +192,12 @@ def m007_reconcile_runs(db: sqlite_utils.Database) -> None:
     db.executescript(RECONCILE_SCHEMA.format(id="INTEGER PRIMARY KEY"))
 
 
+@migrations()
+def m008_inspector_sessions(db: sqlite_utils.Database) -> None:
+    """One row per inspector sign-in, deleted by signing out (``session_queries``)."""
+    db.executescript(SESSION_SCHEMA)
+
+
 _INSERT_EVENT = """
 INSERT INTO events (source, event_type, vendor_event, external_id, occurred_at, received_at,
                     account, actor, subject_type, subject_id, endpoint, signature_status, data,
@@ -213,7 +220,7 @@ VALUES (:received_at, :endpoint, :method, :path, :query, :remote_addr, :headers,
 
 
 class SQLiteStore(ActivityQueries, RowReads, RunQueries, ProblemQueries, ReconcileQueries,
-                  Store):
+                  SessionQueries, Store):
     """Owns the database file: one connection per thread, migrations at open."""
 
     MARK = "?"

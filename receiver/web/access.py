@@ -5,7 +5,12 @@ signed session set by ``/login``.
 Without a token everything is open. With one, a browser asking for a page is sent to
 ``/login`` (and back afterwards); JSON clients get a 401. The session cookie (signed with
 ``SECRET_KEY``, ``HttpOnly``, ``SameSite=Lax``) holds an HMAC of the token, never the token,
-so changing the token signs every browser out.
+and a random id made at sign-in. The store keeps a row per sign-in (``Store.start_session``,
+read by primary key on each request): signing out deletes it, so a cookie copied before
+``POST /logout`` is refused after it on every worker and node; a sign-in ends
+``PERMANENT_SESSION_LIFETIME`` (31 days) after it was made, however often it is used; and a
+changed token signs every browser out (its proof no longer matches, and a serving app
+deletes the sessions of other tokens when it starts).
 
 The token never travels in a URL (browser history, proxy logs). What ``receiver serve`` and
 ``receiver login-link`` print instead is a one-time link, ``/login/<code>``: the code is a
@@ -17,12 +22,15 @@ every worker and node, and a link preview or prefetch (a GET) cannot use it up.
 
 from __future__ import annotations
 
+import datetime as dt
+import secrets
 from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
     Flask,
     current_app,
+    g,
     has_request_context,
     redirect,
     render_template,
@@ -34,11 +42,15 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.wrappers import Response
 
 from ..errors import ReceiverError
+from ..events import format_time
 from ..login_links import LOGIN_LINK_MINUTES, LinkRefused, read_login_code
 from .common import (
+    SESSION_ID_KEY,
     SESSION_KEY,
     configured_token,
+    get_store,
     is_signed_in,
+    session_hash,
     session_proof,
     share_page_behaviour,
     signed_in_with_session,
@@ -71,11 +83,39 @@ class SessionInterface(SecureCookieSessionInterface):
 
 
 def sign_in() -> None:
+    """A fresh session (and CSRF id) for the signed-in browser, with a random id of its own
+    recorded in the store, so that signing out ends it everywhere."""
     token = configured_token()
-    session.clear()  # a fresh session (and CSRF id) for the signed-in browser
+    session.clear()
+    g.pop("_signed_in_with_session", None)
     if token:
-        session[SESSION_KEY] = session_proof(token)
+        session_id = secrets.token_urlsafe(24)
+        proof = session_proof(token)
+        ends = dt.datetime.now(dt.UTC) + current_app.permanent_session_lifetime
+        get_store().start_session(session_hash(session_id), proof, format_time(ends))
+        session[SESSION_KEY] = proof
+        session[SESSION_ID_KEY] = session_id
         session.permanent = True
+
+
+def sign_out() -> None:
+    """End this browser's sign-in in the store (every worker and node refuses its cookie from
+    now on) and clear the cookie."""
+    session_id = session.get(SESSION_ID_KEY)
+    if isinstance(session_id, str):
+        get_store().end_session(session_hash(session_id))
+    session.clear()
+    g.pop("_signed_in_with_session", None)
+
+
+def end_sessions_of_other_tokens(app: Flask) -> int:
+    """At the start of a serving app: sign out every session made with another token than
+    this app's (every session when it has none), so a token changed and changed back does
+    not bring old sessions back."""
+    token = app.config.get("INSPECTOR_TOKEN") or None
+    with app.app_context():
+        keep = session_proof(token) if token else None
+        return get_store().end_sessions(keep_token_proof=keep)
 
 
 def safe_next(value: str | None) -> str:
@@ -146,7 +186,7 @@ def login_link(code: str) -> Response | tuple[str, int] | str:
 def logout() -> Response | str:
     if request.method == "POST":
         check_csrf()
-        session.clear()
+        sign_out()
         return redirect(url_for("access.login", signed_out=1), 303)
     if not signed_in_with_session():
         return redirect(url_for("access.login"), 303)
