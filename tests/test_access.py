@@ -1,6 +1,7 @@
 """Access behind ``RECEIVER_INSPECTOR_TOKEN`` (docs/reference.md#access): sessions that end
 when signed out or when the token changes, on every worker (two apps on one database stand
-for two gunicorn workers or nodes)."""
+for two gunicorn workers or nodes); ``Cache-Control: no-store`` on everything behind the
+token."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .test_web_api import TOKEN
+from .test_web_api import BEARER, RESET_TOKEN, TOKEN, post_sample
 from .test_web_inspect import csrf_of, get_page
 
 pytestmark = pytest.mark.both_backends
@@ -109,6 +110,41 @@ def test_the_store_keeps_no_session_id_and_forgets_ended_sessions(make_app: Any)
         conn.execute("UPDATE inspector_sessions SET expires_at = '2000-01-01T00:00:00.000Z'")
     sign_in(app.test_client())  # a sign-in forgets the sessions that ended
     assert len(store.rows("SELECT id FROM inspector_sessions")) == 1
+
+
+# -- no-store ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [
+    "/api/events", "/api/events/1", "/api/events/1?reveal=1", "/api/deliveries/1",
+    "/api/deliveries/1/raw", "/api/deliveries/1?reveal=1", "/api/activity", "/-/metrics",
+    "/", "/events/1?reveal=1", "/deliveries/1", "/api/events/999999"])
+def test_every_answer_behind_the_token_is_not_stored(make_app: Any, url: str) -> None:
+    client = make_app(INSPECTOR_TOKEN=TOKEN).test_client()
+    post_sample(client, "keygen", "user.password-reset")
+    response = client.get(url, headers=BEARER)
+    assert response.status_code in (200, 404)
+    assert response.headers["Cache-Control"] == "no-store"
+    refused = client.get(url)  # the 401 or the redirect to sign in, too
+    assert refused.headers["Cache-Control"] == "no-store"
+
+
+def test_reveal_and_raw_are_not_stored_without_a_token_either(client: Any) -> None:
+    post_sample(client, "keygen", "user.password-reset")
+    for url in ("/api/events/1?reveal=1", "/api/deliveries/1/raw"):
+        response = client.get(url)
+        assert response.status_code == 200 and RESET_TOKEN in response.get_data(as_text=True)
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_ingest_and_static_files_keep_their_own_caching(make_app: Any) -> None:
+    client = make_app(INSPECTOR_TOKEN=TOKEN).test_client()
+    answer = client.post("/hooks", json={"type": "license.created", "id": 1})
+    assert answer.status_code == 200 and "no-store" not in answer.headers.get(
+        "Cache-Control", "")
+    static = client.get("/static/inspector.css")
+    assert static.status_code == 200 and "no-store" not in static.headers.get(
+        "Cache-Control", "")
 
 
 # -- the database file ------------------------------------------------------------------------

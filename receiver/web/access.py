@@ -217,3 +217,11 @@ def init_app(app: Flask) -> None:
             return redirect(url_for("access.login", next=_wanted_path()), 303)
         raise Unauthenticated("this receiver needs its inspector token: send "
                               "Authorization: Bearer <token> or sign in at /login")
+
+    @app.after_request
+    def not_stored(response: Response) -> Response:
+        """Nothing behind the token is kept by a browser or a proxy cache: pages, JSON
+        answers (revealed secrets, raw bodies), errors. Ingest and static files may be."""
+        if not request.path.startswith(("/hooks", "/static/")):
+            response.headers["Cache-Control"] = "no-store"
+        return response
