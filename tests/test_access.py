@@ -1,7 +1,7 @@
 """Access behind ``RECEIVER_INSPECTOR_TOKEN`` (docs/reference.md#access): sessions that end
 when signed out or when the token changes, on every worker (two apps on one database stand
 for two gunicorn workers or nodes); ``Cache-Control: no-store`` on everything behind the
-token."""
+token; the brake on wrong tokens, with a clock the test moves (nothing sleeps)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import datetime as dt
 from typing import Any
 
 import pytest
+
+from receiver.web.brake import COOLDOWN, FAILURES, WINDOW, TokenBrake
 
 from .test_web_api import BEARER, RESET_TOKEN, TOKEN, post_sample
 from .test_web_inspect import csrf_of, get_page
@@ -145,6 +147,101 @@ def test_ingest_and_static_files_keep_their_own_caching(make_app: Any) -> None:
     static = client.get("/static/inspector.css")
     assert static.status_code == 200 and "no-store" not in static.headers.get(
         "Cache-Control", "")
+
+
+# -- the brake on wrong tokens ----------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def braked_app(make_app: Any) -> tuple[Any, Clock]:
+    app = make_app(INSPECTOR_TOKEN=TOKEN)
+    clock = Clock()
+    app.extensions["receiver.token_brake"].clock = clock
+    return app, clock
+
+
+def from_address(app: Any, address: str) -> Any:
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_wrong_tokens_brake_their_address_only(braked_app: tuple[Any, Clock]) -> None:
+    app, clock = braked_app
+    guesser, other = from_address(app, "192.0.2.1"), from_address(app, "198.51.100.2")
+    for guess in range(FAILURES):
+        response = guesser.get("/api/events", headers={"Authorization": f"Bearer no-{guess}"})
+        assert response.status_code == 401
+    braked = guesser.get("/api/events", headers=BEARER)  # even the right token waits
+    assert braked.status_code == 429
+    assert int(braked.headers["Retry-After"]) == COOLDOWN
+    assert "too many wrong inspector tokens" in braked.get_json()["error"]
+    assert braked.headers["Cache-Control"] == "no-store"
+    # Another address: the right token works, a wrong one is a plain 401.
+    assert other.get("/api/events", headers=BEARER).status_code == 200
+    assert other.get("/api/events", headers={"Authorization": "Bearer no"}).status_code == 401
+    # Ingest, health and requests without a token are not braked.
+    assert guesser.post("/hooks", json={"type": "license.created", "id": 2}).status_code == 200
+    assert guesser.get("/-/health").status_code == 200
+    assert guesser.get("/api/events").status_code == 401
+    clock.now += COOLDOWN - 1
+    assert guesser.get("/api/events", headers=BEARER).headers["Retry-After"] == "1"
+    clock.now += 1  # cooled down
+    assert guesser.get("/api/events", headers=BEARER).status_code == 200
+
+
+def test_wrong_tokens_at_the_login_form_brake_too(braked_app: tuple[Any, Clock]) -> None:
+    app, _ = braked_app
+    guesser = from_address(app, "192.0.2.1")
+    for guess in range(FAILURES):
+        assert sign_in(guesser, f"no-{guess}").status_code == 401
+    braked = sign_in(guesser)
+    assert braked.status_code == 429 and braked.headers["Retry-After"] == str(int(COOLDOWN))
+    assert "too many wrong inspector tokens" in braked.get_data(as_text=True)
+    assert guesser.get("/api/events").status_code == 401  # not signed in
+    assert sign_in(from_address(app, "198.51.100.2")).status_code == 303
+
+
+def test_a_signed_in_browser_is_not_braked(braked_app: tuple[Any, Clock]) -> None:
+    app, _ = braked_app
+    colleague = from_address(app, "192.0.2.1")
+    sign_in(colleague)
+    guesser = from_address(app, "192.0.2.1")  # behind the same address
+    for guess in range(FAILURES + 1):
+        guesser.get("/api/events", headers={"Authorization": f"Bearer no-{guess}"})
+    assert colleague.get("/api/events").status_code == 200
+
+
+def test_failures_older_than_the_window_are_forgotten() -> None:
+    clock = Clock()
+    brake = TokenBrake(clock=clock)
+    for _ in range(FAILURES - 1):
+        brake.failed("192.0.2.1")
+    clock.now += WINDOW + 1
+    brake.failed("192.0.2.1")
+    assert brake.retry_after("192.0.2.1") is None
+    for _ in range(FAILURES - 1):
+        brake.failed("192.0.2.1")
+    assert brake.retry_after("192.0.2.1") == COOLDOWN
+
+
+def test_the_brake_remembers_a_bounded_number_of_addresses() -> None:
+    clock = Clock()
+    brake = TokenBrake(clock=clock, max_clients=100, failures=2)
+    brake.failed("first")
+    brake.failed("first")
+    for number in range(500):
+        brake.failed(f"198.51.100.{number}")
+    assert len(brake) == 100
+    assert brake.retry_after("first") is None  # the oldest went first
 
 
 # -- the database file ------------------------------------------------------------------------

@@ -12,6 +12,9 @@ read by primary key on each request): signing out deletes it, so a cookie copied
 changed token signs every browser out (its proof no longer matches, and a serving app
 deletes the sessions of other tokens when it starts).
 
+Wrong tokens are braked (``web/brake.py``): a few from one client address within a minute,
+and that address's tokens are answered 429 with ``Retry-After`` until it cools down.
+
 The token never travels in a URL (browser history, proxy logs). What ``receiver serve`` and
 ``receiver login-link`` print instead is a one-time link, ``/login/<code>``: the code is a
 random nonce signed with ``SECRET_KEY`` (itsdangerous, with its time), good for
@@ -44,10 +47,12 @@ from werkzeug.wrappers import Response
 from ..errors import ReceiverError
 from ..events import format_time
 from ..login_links import LOGIN_LINK_MINUTES, LinkRefused, read_login_code
+from .brake import TokenBrake
 from .common import (
     SESSION_ID_KEY,
     SESSION_KEY,
     configured_token,
+    error_response,
     get_store,
     is_signed_in,
     session_hash,
@@ -134,6 +139,27 @@ def _wanted_path() -> str:
     return request.full_path.rstrip("?") if request.query_string else request.path
 
 
+def token_brake() -> TokenBrake:
+    brake: TokenBrake = current_app.extensions["receiver.token_brake"]
+    return brake
+
+
+def client_address() -> str:
+    """Who the brake counts: the peer, or the client a trusted proxy names
+    (``TRUSTED_PROXIES``)."""
+    return request.remote_addr or ""
+
+
+def braked_message(wait: int) -> str:
+    return (f"too many wrong inspector tokens from {client_address()}: try again in {wait} "
+            "seconds")
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header[:7].lower() == "bearer " else None
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Response | tuple[str, int] | str:
     next_url = safe_next(request.values.get("next"))
@@ -142,6 +168,10 @@ def login() -> Response | tuple[str, int] | str:
     candidate: str | None = None
     if request.method == "POST":
         check_csrf()
+        wait = token_brake().retry_after(client_address())
+        if wait is not None:
+            page = render_template("login.html", next_url=next_url, error=braked_message(wait))
+            return Response(page, 429, {"Retry-After": str(wait)}, mimetype="text/html")
         candidate = request.form.get("token", "")
     elif "token" in request.args:
         return render_template(
@@ -153,6 +183,7 @@ def login() -> Response | tuple[str, int] | str:
         if token_matches(candidate.strip()):
             sign_in()
             return redirect(next_url, 303)
+        token_brake().failed(client_address())
         return render_template("login.html", next_url=next_url,
                                error="That is not this receiver's inspector token."), 401
     if signed_in_with_session():
@@ -204,6 +235,7 @@ def init_app(app: Flask) -> None:
     app.session_interface = SessionInterface()
 
     app.register_blueprint(bp)
+    app.extensions["receiver.token_brake"] = TokenBrake()
 
     @app.before_request
     def require_token() -> Response | None:
@@ -211,8 +243,15 @@ def init_app(app: Flask) -> None:
             return None
         if request.path == METRICS_PATH and current_app.config.get("METRICS_OPEN"):
             return None
+        sent = bearer_token() if configured_token() else None
+        if sent is not None:
+            wait = token_brake().retry_after(client_address())
+            if wait is not None:
+                return braked(wait)
         if is_signed_in():
             return None
+        if sent is not None:
+            token_brake().failed(client_address())
         if request.method in ("GET", "HEAD") and not wants_json():
             return redirect(url_for("access.login", next=_wanted_path()), 303)
         raise Unauthenticated("this receiver needs its inspector token: send "
@@ -225,3 +264,15 @@ def init_app(app: Flask) -> None:
         if not request.path.startswith(("/hooks", "/static/")):
             response.headers["Cache-Control"] = "no-store"
         return response
+
+
+def braked(wait: int) -> Response:
+    """The 429 of a braked address (JSON, or the error page), with ``Retry-After``."""
+    message = braked_message(wait)
+    if wants_json():
+        response = error_response(429, message)
+    else:
+        response = Response(render_template("error.html", status=429, message=message), 429,
+                            mimetype="text/html")
+    response.headers["Retry-After"] = str(wait)
+    return response
