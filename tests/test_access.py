@@ -258,3 +258,12 @@ def test_the_sqlite_files_are_readable_by_their_owner_only(make_app: Any, db_pat
     for suffix in ("", "-wal", "-shm", ".secret"):
         mode = stat.S_IMODE(os.stat(db_path + suffix).st_mode)
         assert mode == 0o600, (suffix, oct(mode))
+
+
+def test_a_brake_of_zero_never_brakes(make_app: Any) -> None:
+    app = make_app(INSPECTOR_TOKEN=TOKEN, TOKEN_BRAKE=0)
+    guesser = from_address(app, "192.0.2.1")
+    for guess in range(FAILURES * 3):
+        response = guesser.get("/api/events", headers={"Authorization": f"Bearer no-{guess}"})
+        assert response.status_code == 401
+    assert guesser.get("/api/events", headers=BEARER).status_code == 200

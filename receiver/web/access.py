@@ -47,7 +47,7 @@ from werkzeug.wrappers import Response
 from ..errors import ReceiverError
 from ..events import format_time
 from ..login_links import LOGIN_LINK_MINUTES, LinkRefused, read_login_code
-from .brake import TokenBrake
+from .brake import FAILURES, TokenBrake
 from .common import (
     SESSION_ID_KEY,
     SESSION_KEY,
@@ -235,7 +235,8 @@ def init_app(app: Flask) -> None:
     app.session_interface = SessionInterface()
 
     app.register_blueprint(bp)
-    app.extensions["receiver.token_brake"] = TokenBrake()
+    app.extensions["receiver.token_brake"] = TokenBrake(
+        failures=app.config.get("TOKEN_BRAKE", FAILURES))
 
     @app.before_request
     def require_token() -> Response | None:

@@ -20,7 +20,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-#: Wrong tokens from one address within ``WINDOW`` seconds that brake it.
+#: Wrong tokens from one address within ``WINDOW`` seconds that brake it (the default of
+#: ``RECEIVER_TOKEN_BRAKE``; 0: no brake).
 FAILURES = 5
 WINDOW = 60.0
 #: Seconds a braked address waits (counted from its last counted failure).
@@ -74,7 +75,7 @@ class TokenBrake:
             if record is None or record.braked_until or now - record.first > self.window:
                 record = _Record(first=now)
             record.failures += 1
-            if record.failures >= self.failures:
+            if 0 < self.failures <= record.failures:
                 record.braked_until = now + self.cooldown
             self._records[client] = record
             self._records.move_to_end(client)
