@@ -17,7 +17,6 @@ import hashlib
 import json
 import re
 import shlex
-import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -238,28 +237,24 @@ _UNSAFE_IN_SHELL_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-#: What stays as it is in a query string (kept as it came, escapes included): printable
-#: ASCII but the space and ``#``.
-_QUERY_SAFE = "".join(chr(code) for code in range(0x21, 0x7F) if chr(code) != "#")
+#: What a URL's path (stored decoded) and query (stored as sent) cannot hold as it is: control
+#: characters and spaces, and in the path the characters that would end it or start an escape.
+_NOT_IN_PATH = re.compile(r"[\x00-\x20\x7f-\x9f%?#]")
+_NOT_IN_QUERY = re.compile(r"[\x00-\x20\x7f-\x9f#]")
 
 
-def _request_bytes(text: str) -> bytes:
-    """A path or query as the request carried it: WSGI hands them over as bytes read as
-    Latin-1 (anything else, such as a U+FFFD the store put in, as UTF-8)."""
-    try:
-        return text.encode("latin-1")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass")
+def _escaped(found: re.Match[str]) -> str:
+    """``%XX`` of the byte the request carried (WSGI reads a path's bytes as Latin-1)."""
+    return "".join(f"%{byte:02X}" for byte in found.group().encode("latin-1"))
 
 
 def request_target(path: str, query: str) -> str:
-    """The path (stored decoded) and query (stored as sent) as a URL's printable ASCII:
-    every control character, space, non-ASCII byte, ``%``, ``?`` and ``#`` of the path as
-    ``%XX``, so the server reads the same path and query back and nothing in them reaches a
-    terminal as it is."""
-    target = urllib.parse.quote(_request_bytes(path), safe="/:@!$&'()*+,;=~")
+    """The path and query of the request as a URL with no control character or space in it:
+    those (and ``%``, ``?`` and ``#`` of the path) become ``%XX``, so the server reads the same
+    path and query back and nothing in them reaches a terminal as it is."""
+    target = _NOT_IN_PATH.sub(_escaped, path)
     if query:
-        target += "?" + urllib.parse.quote(_request_bytes(query), safe=_QUERY_SAFE)
+        target += "?" + _NOT_IN_QUERY.sub(_escaped, query)
     return target
 
 
