@@ -83,6 +83,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, background: bool = Tr
 
     web.init_app(app)
     if background:
+        web.access.end_sessions_of_other_tokens(app)
         dispatcher.start()
         if not app.testing:
             upkeep.start()

@@ -217,6 +217,9 @@ SETTINGS: list[Setting] = [
             "answering (sync), or only in separate `receiver worker` processes (worker)."),
     Setting("INSPECTOR_TOKEN", optional(parse_str), None,
             "When set, pages and the JSON API need this Bearer token or a /login session."),
+    Setting("TOKEN_BRAKE", parse_count, 5,
+            "Wrong inspector tokens from one client address within a minute after which its "
+            "tokens are answered 429 for a minute (per process); 0: no brake."),
     Setting("REDELIVER_ALLOW", parse_list, ["localhost", "127.0.0.1", "::1"],
             "Host names that redeliver and forward may send to (comma-separated)."),
     Setting("TRUSTED_PROXIES", parse_count, 0,

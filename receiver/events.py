@@ -17,7 +17,9 @@ def format_time(moment: dt.datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     moment = moment.astimezone(dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # The year by hand: strftime's %Y writes year 1 as "1", which no ISO parser reads back.
+    return (f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%S.")
+            + f"{moment.microsecond // 1000:03d}Z")
 
 
 @dataclass

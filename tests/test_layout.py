@@ -130,10 +130,10 @@ def test_flask_is_imported_only_by_the_web_the_app_factory_and_the_cli() -> None
 
 
 def test_web_blueprints_do_not_import_one_another() -> None:
-    """What blueprints share lives in ``web.common``, ``web.csrf``, ``web.chart`` and
-    ``web.streaming``."""
+    """What blueprints share lives in ``web.common``, ``web.csrf``, ``web.chart``,
+    ``web.streaming`` and ``web.brake``."""
     shared = {"receiver.web.common", "receiver.web.csrf", "receiver.web.chart",
-              "receiver.web.streaming", "receiver.web"}
+              "receiver.web.streaming", "receiver.web.brake", "receiver.web"}
     blueprints = {name for name in MODULES if name.startswith("receiver.web.")} - shared
     assert blueprints >= {"receiver.web.api", "receiver.web.access", "receiver.web.ingest",
                           "receiver.web.inspect", "receiver.web.handlers"}

@@ -166,3 +166,30 @@ def test_serve_prints_a_one_time_link_not_the_token_in_a_url(serve: Any) -> None
     assert requests.get(f"{base}/api/events", timeout=10, headers={
         "Authorization": f"Bearer {token.group(1)}"}).status_code == 200
 
+
+
+@pytest.mark.parametrize("host", ["", " ", "*", "0.0.0.0", "::", "[::]", "example.com",
+                                  "192.0.2.7"])
+def test_serve_counts_empty_and_wildcard_hosts_as_public(host: str) -> None:
+    from receiver.cli.serve import is_loopback_host
+
+    assert not is_loopback_host(host)
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.1.2.3", "::1", "[::1]"])
+def test_serve_counts_loopback_hosts_as_loopback(host: str) -> None:
+    from receiver.cli.serve import is_loopback_host
+
+    assert is_loopback_host(host)
+
+
+def test_serve_on_an_empty_host_makes_a_token_and_refuses_strangers(serve: Any) -> None:
+    """``--host ""`` listens on every interface: it gets a token, as 0.0.0.0 does."""
+    server = serve("--host", "", "--workers", "1")
+    output = server.output()
+    token = re.search(r"made one \(scripts send it as Authorization: Bearer\):\n\s+(\S+)",
+                      output)
+    assert token is not None, output
+    assert requests.get(f"{server.url}/api/events", timeout=10).status_code == 401
+    assert requests.get(f"{server.url}/api/events", timeout=10, headers={
+        "Authorization": f"Bearer {token.group(1)}"}).status_code == 200

@@ -345,6 +345,28 @@ def test_metrics_need_the_token_unless_open(make_app: Any) -> None:
     assert opened.get("/api/events").status_code == 401
 
 
+def test_metrics_fold_endpoints_that_are_not_configured(make_app: Any) -> None:
+    """Anyone may post to ``/hooks/<any name>``: the names that are not configured share one
+    label value, so the series are bounded by the configuration."""
+    client = make_app(ENDPOINTS={"kg": {"source": "generic"}}).test_client()
+    for name in ("kg", "kg", "", "made-up-1", "made-up-2", "made-up-3"):
+        path = f"/hooks/{name}" if name else "/hooks"
+        assert client.post(path, json={"type": "license.created", "id": path}).status_code == 200
+    client.application.extensions["receiver.unavailable"].count(at(4), "made-up-4", None)
+    text = client.get("/-/metrics").get_data(as_text=True)
+    assert "made-up" not in text
+    found = samples_of(text)
+    endpoints = {dict(labels)["endpoint"] for (name, labels) in found
+                 if name == "receiver_deliveries_total"}
+    assert endpoints == {"kg", "default", "_other"}
+    assert found[("receiver_deliveries_total", (("endpoint", "_other"), ("source", "generic"),
+                                                 ("status", "200")))] == 3
+    assert found[("receiver_deliveries_total", (("endpoint", "_other"), ("source", ""),
+                                                 ("status", "503")))] == 1
+    assert found[("receiver_deliveries_total", (("endpoint", "kg"), ("source", "generic"),
+                                                 ("status", "200")))] == 2
+
+
 def test_metrics_count_from_the_database(client: Any, store: Any, flaky: Any) -> None:
     traffic(store)
     ingest(client, store, "m1")
@@ -354,8 +376,8 @@ def test_metrics_count_from_the_database(client: Any, store: Any, flaky: Any) ->
                                                  ("status", "200")))] == 4
     assert found[("receiver_deliveries_total", (("endpoint", "default"), ("source", ""),
                                                  ("status", "503")))] == 1
-    assert found[("receiver_signature_verdicts_total", (
-        ("endpoint", "kg"), ("source", "keygen"), ("verdict", "invalid")))] == 1
+    assert found[("receiver_signature_verdicts_total", (  # kg is not configured here
+        ("endpoint", "_other"), ("source", "keygen"), ("verdict", "invalid")))] == 1
     assert found[("receiver_handler_runs_total", (("handler", "tests.obs.flaky"),
                                                    ("status", "error")))] == 1
     assert found[("receiver_events_pending", ())] == 0

@@ -25,7 +25,7 @@ import requests
 from receiver import on
 from receiver.events import Delivery, NormalizedEvent
 from receiver.handlers import signals
-from receiver.web.inspect import DELIVERY_FILTERS
+from receiver.web.inspect import DELIVERY_FILTERS, request_target
 
 from .conftest import ROOT, sample
 from .test_web_api import (
@@ -1079,7 +1079,7 @@ def test_inspect_changing_the_token_signs_browsers_out(make_app: Any, db_path: s
     assert second.get("/").status_code == 303
     same = make_app(INSPECTOR_TOKEN=TOKEN).test_client()
     same.set_cookie("receiver_session", cookie.value)
-    assert same.get("/").status_code == 200  # the cookie itself is fine
+    assert same.get("/").status_code == 303  # the token back does not bring it back
 
 
 @pytest.mark.parametrize("target_url", ["//evil.example/", "https://evil.example/",
@@ -1155,3 +1155,27 @@ def test_inspect_every_template_is_used() -> None:
     for path in [*(ROOT / "templates").glob("*.html"), *(ROOT / "receiver" / "web").glob("*.py")]:
         used.update(re.findall(r'"(_?[a-z_]+\.html)"', path.read_text()))
     assert {path.name for path in Path(ROOT / "templates").glob("*.html")} <= used
+
+
+def test_inspect_curl_escapes_control_characters_of_the_request(client: Any) -> None:
+    """A path or header with ESC (which ends a terminal's bracketed paste), newline or a C1
+    control: the command holds none of them as they are, and says the same request."""
+    answer = client.post("/hooks/x%1B%5B201~%0Aid%7F%20%25%3F?a=%1b&b=\x1b&c=%41",
+                         json={"type": "license.created", "id": 1},
+                         headers={"X-Odd": "a\x1bb'c\\"})
+    assert answer.status_code == 200
+    delivery_id = answer.get_json()["delivery_id"]
+    command = curl_of(get_page(client, f"/deliveries/{delivery_id}"), delivery_id)
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", command), repr(command)
+    assert "'http://localhost/hooks/x%1B[201~%0Aid%7F%20%25%3F?a=%1b&b=%1B&c=%41'" in command
+    assert "-H $'X-Odd: a\\x1bb\\'c\\\\'" in command
+    # The URL reads back as the path and query the receiver stored.
+    url = re.search(r"curl -sS '([^']+)'", command)
+    assert url is not None
+    again = client.post(url.group(1).removeprefix("http://localhost"), json={"id": 2})
+    first = client.get(f"/api/deliveries/{delivery_id}").get_json()
+    second = client.get(f"/api/deliveries/{again.get_json()['delivery_id']}").get_json()
+    assert (second["path"], second["query"]) == (first["path"], "a=%1b&b=%1B&c=%41")
+    assert first["query"] == "a=%1b&b=\x1b&c=%41"
+    # A C1 control (a byte the path carried, read as Latin-1) is its byte again.
+    assert request_target("/hooks/\x9b\u00e9", "x=\x85") == "/hooks/%9B\u00e9?x=%85"

@@ -18,6 +18,7 @@ from receiver import on
 from receiver.handlers import signals
 
 from .hostile import (
+    EDGE_DATES,
     EDGE_TEXT,
     hostile_text,
     json_body,
@@ -224,10 +225,10 @@ def test_event_type_filter_refuses_a_trailing_newline(client) -> None:
 ROUTES = ["/api/events", "/api/deliveries", "/api/export.ndjson", "/api/events/1",
           "/api/deliveries/1", "/api/deliveries/1/raw", "/-/health", "/-/plugins",
           "/api/openapi.json", "/", "/deliveries", "/events/1", "/deliveries/1", "/login",
-          "/logout"]
+          "/logout", "/api/activity", "/activity"]
 PARAMETERS = ["source", "event_type", "endpoint", "account", "subject_id", "signature_status",
               "dispatch_status", "q", "since", "until", "limit", "cursor", "after", "wait",
-              "status_code", "rejected", "reveal", "next", "token"]
+              "status_code", "rejected", "reveal", "next", "token", "bucket", "start"]
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -294,3 +295,50 @@ def test_any_json_document_is_stored_and_shown(client, document, endpoint) -> No
         assert client.get(f"/events/{event_id}").status_code == 200
         listed = client.get("/api/events", query_string={"event_type": "*", "limit": 1})
         check_answer(listed, allowed=(200,))
+
+
+#: Where a client's time meets a bucket, a default range or a chart.
+DATE_ROUTES = ["/api/activity", "/activity", "/", "/deliveries", "/api/events",
+               "/api/deliveries", "/handlers"]
+#: What Python says about a time it cannot hold: never an answer's sentence.
+INTERNAL_SENTENCES = ("isoformat", "out of range", "overflow", "year 0 is", "year 10000")
+
+
+@pytest.mark.parametrize("route", DATE_ROUTES)
+def test_edge_dates_answer_a_400_of_ours_or_a_sane_answer(client, route) -> None:
+    """Each time at the ends of the calendar, alone and in pairs, in every bucket size: a
+    200, or a 400 in our own words; never a 500."""
+    client.post("/hooks", json={"type": "license.created", "id": 1})
+    asked = [{name: moment} for name in ("since", "until", "start") for moment in EDGE_DATES]
+    if route == "/api/activity":
+        asked += [{"since": since, "until": until} for since in EDGE_DATES
+                  for until in EDGE_DATES]
+    for params in asked:
+        for bucket in ("", "minute", "day"):
+            response = client.get(f"{route}?{query_string({**params, 'bucket': bucket})}",
+                                  headers={"Accept": "application/json"})
+            check_answer(response, allowed=(200, 400))
+            if response.status_code == 400 and response.mimetype == "application/json":
+                error = response.json["error"]
+                assert not any(words in error for words in INTERNAL_SENTENCES), (params, error)
+            if route == "/api/activity" and response.status_code == 200:
+                starts = [bucket["start"] for bucket in response.json["buckets"]]
+                assert starts and all(len(start) == 20 for start in starts), starts
+
+
+@pytest.mark.parametrize(("query", "sentence"), [
+    ("since=9999-12-31T23:00:00Z&until=9999-12-31T23:59:59Z&bucket=minute",
+     "since must be before 9999-12-31"),
+    ("until=0001-01-01T00:00:00Z", "until must be after 0001-01-01T00:00:00.000Z"),
+    ("since=0001-01-01", "day buckets are more than one answer holds"),
+])
+def test_activity_at_the_ends_of_the_calendar_says_why(client, query, sentence) -> None:
+    response = client.get(f"/api/activity?{query}")
+    assert response.status_code == 400 and sentence in response.json["error"]
+
+
+def test_activity_of_the_first_hour_of_the_calendar(client) -> None:
+    response = client.get("/api/activity?until=0001-01-01T00:30:00Z&bucket=minute")
+    assert response.status_code == 200
+    starts = [bucket["start"] for bucket in response.json["buckets"]]
+    assert starts[0] == "0001-01-01T00:00:00Z" and starts[-1] == "0001-01-01T00:29:00Z"

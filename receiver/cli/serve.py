@@ -18,12 +18,18 @@ from .common import (
     read_settings,
 )
 
+#: Hosts that listen on every interface: public, whatever the machine's addresses are.
+WILDCARD_HOSTS = ("", "*", "0.0.0.0", "::")
+
 
 def is_loopback_host(host: str) -> bool:
-    if host in ("localhost", ""):
+    """Whether ``--host`` listens on loopback only: ``localhost`` or a loopback address. An
+    empty host and the wildcards (``WILDCARD_HOSTS``, ``[::]``) listen on every interface."""
+    name = host.strip().strip("[]")
+    if name.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
 
@@ -74,7 +80,7 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
     if not is_loopback_host(host) and not settings.get("INSPECTOR_TOKEN"):
         token = secrets.token_urlsafe(24)
         os.environ["RECEIVER_INSPECTOR_TOKEN"] = token
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        shown = "127.0.0.1" if host.strip().strip("[]") in WILDCARD_HOSTS else host
         base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
         click.echo(f"No RECEIVER_INSPECTOR_TOKEN set and {host} is not loopback: made one "
                    f"(scripts send it as Authorization: Bearer):\n    {token}\n"
@@ -82,7 +88,9 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            name = host.strip().strip("[]")
+            name = "0.0.0.0" if name in ("", "*") else name
+            bind = f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
             self.cfg.set("bind", [bind])
             self.cfg.set("workers", workers)
             self.cfg.set("worker_class", worker_class)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from ..store import Store, rollups
@@ -33,6 +33,9 @@ from ..store.upkeep import UnavailableCounts
 INGEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                   10.0)
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+#: The ``endpoint`` label of every endpoint name that is not configured (anyone may post to
+#: ``/hooks/<any name>``): the label values are bounded by the configuration.
+OTHER_ENDPOINTS = "_other"
 
 
 class IngestTimer:
@@ -53,12 +56,18 @@ class StoreCollector:
     """The counts of the module docstring, read from the store at each scrape."""
 
     def __init__(self, store: Store, unavailable: UnavailableCounts,
-                 problem_kinds: Sequence[str] = ()) -> None:
+                 problem_kinds: Sequence[str] = (), endpoints: Collection[str] = ()) -> None:
         self.store = store
         self.unavailable = unavailable
+        #: The configured endpoints (with ``default``, ``/hooks`` itself) keep their names
+        #: as labels; the others count as ``OTHER_ENDPOINTS``.
+        self.endpoints = frozenset(endpoints) | {"default"}
         #: The kinds of problem that always get a sample (``problems.kinds.KINDS``, passed
         #: in: this floor is below ``problems``).
         self.problem_kinds = tuple(problem_kinds)
+
+    def endpoint_label(self, endpoint: str) -> str:
+        return endpoint if endpoint in self.endpoints else OTHER_ENDPOINTS
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -75,13 +84,14 @@ class StoreCollector:
         by_verdict: dict[tuple[str, str, str], int] = {}
         for key, count in self.store.delivery_totals().items():
             source, endpoint, _, status_code, _, signature = key
+            endpoint = self.endpoint_label(endpoint)
             shown = (source, endpoint, str(status_code))
             by_status[shown] = by_status.get(shown, 0) + count
             if signature:
                 checked = (source, endpoint, signature)
                 by_verdict[checked] = by_verdict.get(checked, 0) + count
         for (_, endpoint, source), count in self.unavailable.peek().items():
-            shown = (source, endpoint, "503")
+            shown = (source, self.endpoint_label(endpoint), "503")
             by_status[shown] = by_status.get(shown, 0) + count
         for labels, count in sorted(by_status.items()):
             deliveries.add_metric(list(labels), count)
@@ -160,15 +170,16 @@ def reconcile_gauges(runs: Sequence[dict[str, Any]]) -> Iterator[Any]:
 
 
 def exposition(store: Store, unavailable: UnavailableCounts, timer: IngestTimer, *,
-               problem_kinds: Sequence[str] = ()) -> bytes:
+               problem_kinds: Sequence[str] = (), endpoints: Collection[str] = ()) -> bytes:
     """The text a scrape gets: the store's counts and the ingest histogram (every worker's
     in multiprocess mode, else this process's); each of ``problem_kinds`` gets its
-    ``receiver_problems_open`` sample, 0 included."""
+    ``receiver_problems_open`` sample, 0 included; endpoints other than ``endpoints`` (the
+    configured names) and ``default`` are labelled ``OTHER_ENDPOINTS``."""
     from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 
     registry = CollectorRegistry()
     registry.register(StoreCollector(store, unavailable,  # type: ignore[arg-type]
-                                     problem_kinds))
+                                     problem_kinds, endpoints))
     if os.path.isdir(os.environ.get(MULTIPROCESS_DIR) or ""):
         multiprocess.MultiProcessCollector(registry)
     else:

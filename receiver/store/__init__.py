@@ -3,10 +3,10 @@
 ``open_store`` picks the backend from the ``DATABASE`` setting: a file path is SQLite (the
 embedded default), a ``postgresql://`` (or ``postgres://``) URL is PostgreSQL. Every query
 lives in this package: ``base`` (the interface and what both backends share), ``sqlite`` and
-``postgres`` (what differs), ``where``, ``row_queries`` and ``activity_queries`` (SQL written
-once for both), search per backend, ``rollups`` (the pure arithmetic of the activity counts)
-and ``upkeep`` (the background thread that keeps indexes, rollups and retention). May import
-only ``config``, ``errors`` and ``events``.
+``postgres`` (what differs), ``where``, ``row_queries``, ``activity_queries`` and the other
+``*_queries`` modules (SQL written once for both), search per backend, ``rollups`` (the pure
+arithmetic of the activity counts) and ``upkeep`` (the background thread that keeps indexes,
+rollups and retention). May import only ``config``, ``errors`` and ``events``.
 """
 
 from __future__ import annotations

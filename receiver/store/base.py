@@ -319,6 +319,27 @@ class Store(abc.ABC):
         before ``login_nonce_cutoff()``: their links have expired, so their signatures refuse
         them already."""
 
+    @abc.abstractmethod
+    def start_session(self, session_hash: str, token_proof: str, expires_at: str) -> None:
+        """Record an inspector sign-in (``session_queries``): ``session_hash`` is the
+        SHA-256 of the random id the browser's cookie carries, ``token_proof`` the proof of
+        the token it signed in with, ``expires_at`` an ISO time. The same write forgets the
+        sessions that ended and those of any other token."""
+
+    @abc.abstractmethod
+    def session_alive(self, session_hash: str, token_proof: str) -> bool:
+        """Whether that sign-in is still on: not signed out, not ended, made with the token
+        whose proof is given. One read by primary key (it runs on every signed-in page)."""
+
+    @abc.abstractmethod
+    def end_session(self, session_hash: str) -> None:
+        """Sign that session out, for every worker and node."""
+
+    @abc.abstractmethod
+    def end_sessions(self, *, keep_token_proof: str | None) -> int:
+        """Sign out every session made with another token (every session when None, no
+        token being set); how many."""
+
     # -- ingest ---------------------------------------------------------------------------
 
     @abc.abstractmethod

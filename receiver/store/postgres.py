@@ -68,6 +68,7 @@ from .row_queries import (
     purge_refused,
 )
 from .run_queries import RETRY_SCHEMA, DueAttempt, RunQueries
+from .session_queries import SESSION_SCHEMA, SessionQueries
 from .where import event_filter_terms
 
 log = logging.getLogger(__name__)
@@ -189,6 +190,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (4, "handler retries", RETRY_SCHEMA.format(id=_IDENTITY)),
     (5, "problems", PROBLEM_SCHEMA.format(id=_IDENTITY)),
     (6, "reconcile runs", RECONCILE_SCHEMA.format(id=_IDENTITY)),
+    (7, "inspector sessions", SESSION_SCHEMA),
 ]
 
 #: A missing id below a row stored longer ago than this can no longer appear: both
@@ -252,7 +254,7 @@ def _unavailable(error: Exception) -> StorageUnavailable:
 
 
 class PostgresStore(ActivityQueries, RowReads, RunQueries, ProblemQueries, ReconcileQueries,
-                    Store):
+                    SessionQueries, Store):
     """A pool of connections per process; every method is one short transaction."""
 
     MARK = "%s"

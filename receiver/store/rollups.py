@@ -33,6 +33,12 @@ DEFAULT_SPAN = dt.timedelta(hours=1)
 #: The longest range each bucket draws before the next size up is chosen.
 CHART_LIMITS = (("minute", dt.timedelta(hours=3)), ("hour", dt.timedelta(days=5)))
 
+#: The first and last moments a bucket may start or end at. A datetime holds years 1 to
+#: 9999, and a range ends where the bucket after it starts, so the last day of the calendar
+#: is left out: its last minute would end in year 10000.
+FIRST_TIME = dt.datetime.min.replace(tzinfo=dt.UTC)
+LAST_TIME = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
+
 #: Upper bounds (ms) of the handler duration histogram kept in ``handler_activity``
 #: (columns ``h0``..``h14``; the last is everything slower).
 DURATION_BOUNDS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
@@ -81,6 +87,16 @@ def ceil_time(moment: dt.datetime, level: str) -> dt.datetime:
     """The start of the first bucket at or after ``moment``."""
     floor = floor_time(moment, level)
     return floor if floor == moment else floor + STEP[level]
+
+
+def shifted(moment: dt.datetime, delta: dt.timedelta) -> dt.datetime:
+    """``moment + delta`` held within ``FIRST_TIME`` and ``LAST_TIME`` (never an
+    ``OverflowError`` at the ends of the calendar)."""
+    try:
+        moved = moment + delta
+    except OverflowError:
+        return FIRST_TIME if delta < dt.timedelta(0) else LAST_TIME
+    return min(max(moved, FIRST_TIME), LAST_TIME)
 
 
 def parse_age(value: str) -> dt.timedelta:
@@ -137,9 +153,16 @@ def window(since: dt.datetime | None, until: dt.datetime | None, level: str | No
            now: dt.datetime) -> Window:
     """The buckets covering ``since``..``until`` (default: the last hour up to ``now``), in
     ``level`` or the size ``choose_bucket`` picks. Raises ``ValueError`` with a sentence when
-    the range is empty or holds more than ``MAX_BUCKETS`` buckets."""
-    until = until or now
-    since = since or until - DEFAULT_SPAN
+    the range is empty, starts on the calendar's last day (``LAST_TIME``) or holds more than
+    ``MAX_BUCKETS`` buckets; an ``until`` past ``LAST_TIME`` counts up to it."""
+    if since is None and until is not None and until <= FIRST_TIME:
+        raise ValueError(f"until must be after {format_time(FIRST_TIME)}, the first moment "
+                         "of the calendar")
+    until = min(until or now, LAST_TIME)
+    since = since or shifted(until, -DEFAULT_SPAN)
+    if since >= LAST_TIME:
+        raise ValueError(f"since must be before {format_time(LAST_TIME)[:10]}: activity is "
+                         "counted in buckets that end within the calendar")
     if since >= until:
         raise ValueError("since must be before until")
     level = level or choose_bucket(since, until)

@@ -54,6 +54,7 @@ from .row_queries import (
     purge_refused,
 )
 from .run_queries import RETRY_SCHEMA, DueAttempt, RunQueries
+from .session_queries import SESSION_SCHEMA, SessionQueries
 from .sqlite_search import FTS_COLUMNS, INDEX_BATCH, Scope, SearchIndex
 from .where import event_filter_terms
 
@@ -191,6 +192,12 @@ def m007_reconcile_runs(db: sqlite_utils.Database) -> None:
     db.executescript(RECONCILE_SCHEMA.format(id="INTEGER PRIMARY KEY"))
 
 
+@migrations()
+def m008_inspector_sessions(db: sqlite_utils.Database) -> None:
+    """One row per inspector sign-in, deleted by signing out (``session_queries``)."""
+    db.executescript(SESSION_SCHEMA)
+
+
 _INSERT_EVENT = """
 INSERT INTO events (source, event_type, vendor_event, external_id, occurred_at, received_at,
                     account, actor, subject_type, subject_id, endpoint, signature_status, data,
@@ -213,7 +220,7 @@ VALUES (:received_at, :endpoint, :method, :path, :query, :remote_addr, :headers,
 
 
 class SQLiteStore(ActivityQueries, RowReads, RunQueries, ProblemQueries, ReconcileQueries,
-                  Store):
+                  SessionQueries, Store):
     """Owns the database file: one connection per thread, migrations at open."""
 
     MARK = "?"
@@ -234,6 +241,7 @@ class SQLiteStore(ActivityQueries, RowReads, RunQueries, ProblemQueries, Reconci
     # -- connections -------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        self._create_private()
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
                                check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
@@ -247,6 +255,18 @@ class SQLiteStore(ActivityQueries, RowReads, RunQueries, ProblemQueries, Reconci
         with self._lock:
             self._connections.append(conn)
         return conn
+
+    def _create_private(self) -> None:
+        """A new database file is made readable by its owner only (0600), as its ``.secret``
+        is: SQLite would make it world-readable under the usual umask, and it gives the
+        ``-wal`` and ``-shm`` files the mode of the database file."""
+        if self.path == ":memory:" or self.path.startswith("file:") or os.path.exists(
+                self.path):
+            return
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError:
+            pass  # no directory yet, or not ours to make: SQLite says why when it opens it
 
     @property
     def conn(self) -> sqlite3.Connection:

@@ -292,7 +292,8 @@ def metrics_text() -> Response:
     histogram of this node's workers."""
     extensions = current_app.extensions
     body = metrics.exposition(get_store(), extensions["receiver.unavailable"],
-                              extensions["receiver.ingest_timer"], problem_kinds=KINDS)
+                              extensions["receiver.ingest_timer"], problem_kinds=KINDS,
+                              endpoints=current_app.config["ENDPOINTS"])
     return Response(body, content_type=metrics.content_type())
 
 

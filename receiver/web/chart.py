@@ -37,15 +37,18 @@ def window_for(since: str | None, until: str | None, shown: Sequence[str],
     keeps the range it was drawn with)."""
     end = rollups.parse_time(until) if until else (
         now if first_page or not shown else rollups.parse_time(max(shown)))
+    end = min(end, rollups.LAST_TIME)
     if since or start:
         begin = rollups.parse_time(since or start or "")
     else:
-        begin = end - rollups.DEFAULT_SPAN
+        begin = rollups.shifted(end, -rollups.DEFAULT_SPAN)
         if shown:
             begin = min(begin, rollups.parse_time(min(shown)))
+        if begin >= end:  # until at the first moment of the calendar: its first hour
+            end = rollups.shifted(begin, rollups.DEFAULT_SPAN)
     # A page never refuses its chart: a range of more days than a chart holds shows the
     # latest of them.
-    begin = max(begin, end - rollups.STEP["day"] * (rollups.MAX_BUCKETS - 1))
+    begin = max(begin, rollups.shifted(end, -rollups.STEP["day"] * (rollups.MAX_BUCKETS - 1)))
     try:
         return rollups.window(begin, end, None, now)
     except ValueError as error:

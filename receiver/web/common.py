@@ -21,6 +21,8 @@ from ..store import Store
 RETRY_AFTER_SECONDS = "5"
 #: The session key holding the proof that this browser signed in (an HMAC of the token).
 SESSION_KEY = "inspector"
+#: The session key holding this sign-in's random id (its SHA-256 is the store's row).
+SESSION_ID_KEY = "sid"
 
 # -- the store -------------------------------------------------------------------------------
 
@@ -54,12 +56,27 @@ def session_proof(token: str) -> str:
     return hmac.new(key, b"inspector-session:" + token.encode(), hashlib.sha256).hexdigest()
 
 
+def session_hash(session_id: str) -> str:
+    """What the store keeps of a sign-in's id: its SHA-256 (a copy of the table is no
+    cookie)."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
 def signed_in_with_session() -> bool:
-    """True when a token is configured and this browser signed in at ``/login``."""
+    """True when a token is configured and this browser signed in at ``/login`` with it and
+    has not signed out (the store's row of its sign-in: one read per request)."""
     token = configured_token()
-    proof = session.get(SESSION_KEY)
-    return bool(token) and isinstance(proof, str) and hmac.compare_digest(
-        proof, session_proof(token or ""))
+    if not token:
+        return False
+    if "_signed_in_with_session" not in g:
+        proof, session_id = session.get(SESSION_KEY), session.get(SESSION_ID_KEY)
+        g._signed_in_with_session = False  # also when the store fails below
+        if (isinstance(proof, str) and isinstance(session_id, str)
+                and hmac.compare_digest(proof, session_proof(token))):
+            g._signed_in_with_session = get_store().session_alive(session_hash(session_id),
+                                                                  proof)
+    found: bool = g._signed_in_with_session
+    return found
 
 
 def is_signed_in() -> bool:

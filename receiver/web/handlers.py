@@ -139,9 +139,9 @@ def replay_plan() -> dict[str, Any]:
     if failed_since:
         try:
             age = rollups.parse_age(failed_since)
-            cutoff = format_time(dt.datetime.now(dt.UTC) - age)
-        except (ValueError, OverflowError) as error:
+        except ValueError as error:
             raise BadRequest(f"failed_since: {error}") from None
+        cutoff = format_time(rollups.shifted(dt.datetime.now(dt.UTC), -age))
     else:
         cutoff = None
     ids = replay.select_events(get_store(), current_app.config, name, filters,

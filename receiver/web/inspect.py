@@ -229,7 +229,50 @@ def body_view(record: Mapping[str, Any], *, revealed: bool,
     return view
 
 
-_UNSAFE_IN_SHELL_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+#: Characters a terminal may act on when pasted (ESC ends a bracketed paste, C1 controls
+#: are escapes too): a body with any of them is sent through base64. Tab and newline are
+#: plain text inside single quotes.
+_UNSAFE_IN_SHELL_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+#: Every control character: none reaches the command as it is.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+#: What a URL's path (stored decoded) and query (stored as sent) cannot hold as it is: control
+#: characters and spaces, and in the path the characters that would end it or start an escape.
+_NOT_IN_PATH = re.compile(r"[\x00-\x20\x7f-\x9f%?#]")
+_NOT_IN_QUERY = re.compile(r"[\x00-\x20\x7f-\x9f#]")
+
+
+def _escaped(found: re.Match[str]) -> str:
+    """``%XX`` of the byte the request carried (WSGI reads a path's bytes as Latin-1)."""
+    return "".join(f"%{byte:02X}" for byte in found.group().encode("latin-1"))
+
+
+def request_target(path: str, query: str) -> str:
+    """The path and query of the request as a URL with no control character or space in it:
+    those (and ``%``, ``?`` and ``#`` of the path) become ``%XX``, so the server reads the same
+    path and query back and nothing in them reaches a terminal as it is."""
+    target = _NOT_IN_PATH.sub(_escaped, path)
+    if query:
+        target += "?" + _NOT_IN_QUERY.sub(_escaped, query)
+    return target
+
+
+def shell_word(text: str) -> str:
+    """One shell word that is exactly ``text``: ``shlex.quote``, or ``$'...'`` with ``\\xHH``
+    escapes when it holds control characters (bash and zsh), so nothing in it reaches the
+    terminal or the shell as it is."""
+    if not _CONTROL.search(text):
+        return shlex.quote(text)
+    parts = []
+    for char in text:
+        if _CONTROL.match(char):
+            parts.append("".join(f"\\x{byte:02x}" for byte in char.encode()))
+        elif char in "\\'":
+            parts.append("\\" + char)
+        else:
+            parts.append(char)
+    return "$'" + "".join(parts) + "'"
 
 
 def curl_command(record: Mapping[str, Any], *, revealed: bool, secrets: list[str]) -> str:
@@ -242,15 +285,13 @@ def curl_command(record: Mapping[str, Any], *, revealed: bool, secrets: list[str
     if not revealed:
         query = mask.mask_query(query)
         headers = mask.mask_headers(headers)
-    url = request.host_url.rstrip("/") + (record.get("path") or "/hooks")
-    if query:
-        url += "?" + query
+    url = request.host_url.rstrip("/") + request_target(record.get("path") or "/hooks", query)
     options = []
     if record.get("method") and record["method"] != "POST":
-        options.append(f"-X {shlex.quote(record['method'])}")
+        options.append(f"-X {shell_word(record['method'])}")
     for name, value in redeliver.forwardable_headers(headers):
         # "Name;" sends an empty header; "Name:" would remove it.
-        options.append("-H " + shlex.quote(f"{name}: {value}" if value else f"{name};"))
+        options.append("-H " + shell_word(f"{name}: {value}" if value else f"{name};"))
     if not any(str(name).lower() == "content-type" for name, _ in headers):
         options.append("-H 'Content-Type:'")  # curl would add a form Content-Type
     options.append("--data-binary @-")
