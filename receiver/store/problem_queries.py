@@ -14,10 +14,11 @@ import abc
 import datetime as dt
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from ..errors import NotFound
 from ..events import utc_now_iso
+from .sql import SharedSQL
 
 PROBLEM_SCHEMA = """
 CREATE TABLE problems (
@@ -60,18 +61,11 @@ def problem_from_row(row: Sequence[Any]) -> dict[str, Any]:
     return dict(zip(PROBLEM_FIELDS, row, strict=True))
 
 
-class ProblemQueries(abc.ABC):
+class ProblemQueries(SharedSQL):
     """Mixed into each backend's store: problems and the alert outbox."""
 
-    MARK: ClassVar[str]
 
-    @abc.abstractmethod
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """One read statement with ``MARK`` placeholders."""
 
-    @abc.abstractmethod
-    def _run_write(self) -> Any:
-        """A durable write transaction."""
 
     # -- opening, resolving, acknowledging ------------------------------------------------
 

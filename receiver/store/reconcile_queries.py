@@ -7,10 +7,11 @@ first ``ITEMS_KEPT``). Only the newest ``RUNS_KEPT`` runs of each endpoint are k
 
 from __future__ import annotations
 
-import abc
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
+
+from .sql import SharedSQL
 
 RECONCILE_SCHEMA = """
 CREATE TABLE reconcile_runs (
@@ -49,18 +50,11 @@ def run_from_row(row: Sequence[Any]) -> dict[str, Any]:
     return run
 
 
-class ReconcileQueries(abc.ABC):
+class ReconcileQueries(SharedSQL):
     """Mixed into each backend's store: reconcile runs, and which keys are stored."""
 
-    MARK: ClassVar[str]
 
-    @abc.abstractmethod
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """One read statement with ``MARK`` placeholders."""
 
-    @abc.abstractmethod
-    def _run_write(self) -> Any:
-        """A durable write transaction."""
 
     def stored_external_ids(self, source: str, external_ids: Iterable[str]) -> set[str]:
         """Which of ``external_ids`` have an event of ``source`` (the unique index answers

@@ -14,7 +14,6 @@ each backend's; the rest is here.
 
 from __future__ import annotations
 
-import abc
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any, ClassVar
 from ..events import Event
 from .base import ScheduledAttempt, run_from_row, storable_values
 from .row_queries import RUN_COLUMNS
+from .sql import SharedSQL
 
 #: The migration both backends run, ``{id}`` being their identity column.
 RETRY_SCHEMA = """
@@ -58,21 +58,13 @@ class DueAttempt:
     attempt: int
 
 
-class RunQueries(abc.ABC):
+class RunQueries(SharedSQL):
     """Mixed into each backend's store: the runs, and the schedule kept beside them."""
 
-    MARK: ClassVar[str]
     #: An epoch time column (``{}``) as the ISO text every stored time has.
     DUE_TEXT: ClassVar[str]
 
-    @abc.abstractmethod
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """One read statement with ``MARK`` placeholders."""
 
-    @abc.abstractmethod
-    def _run_write(self) -> Any:
-        """A durable write transaction (a context manager giving a connection whose
-        ``execute`` takes ``MARK`` placeholders)."""
 
     def record_runs(self, event_id: int, runs: Sequence[Any], *, trigger: str,
                     owner: str | None = None,

@@ -9,11 +9,8 @@ everyone out on every worker and node. Rows that ended go with the next sign-in.
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Sequence
-from typing import Any, ClassVar
-
 from ..events import utc_now_iso
+from .sql import SharedSQL
 
 SESSION_SCHEMA = """
 CREATE TABLE inspector_sessions (
@@ -25,18 +22,11 @@ CREATE TABLE inspector_sessions (
 """
 
 
-class SessionQueries(abc.ABC):
+class SessionQueries(SharedSQL):
     """Mixed into each backend's store: the inspector's sessions."""
 
-    MARK: ClassVar[str]
 
-    @abc.abstractmethod
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """One read statement with ``MARK`` placeholders."""
 
-    @abc.abstractmethod
-    def _run_write(self) -> Any:
-        """A durable write transaction."""
 
     def start_session(self, session_hash: str, token_proof: str, expires_at: str) -> None:
         m = self.MARK
