@@ -270,6 +270,9 @@ SETTINGS: list[Setting] = [
     Setting("METRICS_OPEN", parse_bool, False,
             "Serve GET /-/metrics (Prometheus) without the inspector token, for a scraper "
             "on a private network."),
+    Setting("MASK_NAMES", parse_list, [],
+            "Further header, query-parameter and field names whose values pages, the API, "
+            "the CLI and exports mask (comma-separated, compared whole, in any case)."),
     Setting("DISABLED_PLUGINS", parse_list, [],
             "Entry-point names in receiver.handlers not to load (comma-separated)."),
     Setting("MAIL_RESET_ENABLED", parse_bool, False,

@@ -9,6 +9,7 @@ ordinary text so filters still find something.
 
 from __future__ import annotations
 
+import gzip
 import json
 import urllib.parse
 from typing import Any
@@ -80,3 +81,30 @@ def query_string(params: dict[str, str]) -> str:
 
 def query_params(names: list[str]) -> st.SearchStrategy[dict[str, str]]:
     return st.dictionaries(st.sampled_from(names), hostile_text, max_size=4)
+
+
+# -- big shapes that once cost quadratic time -------------------------------------------------
+
+
+def many_gzip_members(count: int, member: bytes = b"") -> bytes:
+    """``count`` gzip members one after the other, each of ``member`` (empty: 20 bytes each,
+    so 100,000 members are a 2 MB body that decodes to nothing)."""
+    return gzip.compress(member, mtime=0) * count
+
+
+def many_secret_keys(count: int) -> dict[str, str]:
+    """A generic JSON object of ``count`` secret-named fields (``token0``...), each holding a
+    distinct value of 20 characters (40,000 of them: a body of about 1.1 MB)."""
+    return {f"token{index}": f"SECRET-{index:013d}" for index in range(count)}
+
+
+#: Secrets below secret-named keys in lists and objects, as some senders nest them.
+NESTED_SECRETS: dict[str, Any] = {
+    "tokens": ["NESTED-TOKEN-IN-A-LIST-0001", "NESTED-TOKEN-IN-A-LIST-0002"],
+    "secret": {"value": "NESTED-SECRET-IN-AN-OBJECT-01", "rotated": {"at": 1700000000123}},
+    "api_keys": [{"value": "NESTED-API-KEY-IN-A-LIST-OF-OBJECTS"}, ["NESTED-DEEPER-API-KEY-02"]],
+    "plain": {"note": "kept", "id": "evt_nested"},
+}
+NESTED_SECRET_VALUES = ["NESTED-TOKEN-IN-A-LIST-0001", "NESTED-TOKEN-IN-A-LIST-0002",
+                        "NESTED-SECRET-IN-AN-OBJECT-01", "1700000000123",
+                        "NESTED-API-KEY-IN-A-LIST-OF-OBJECTS", "NESTED-DEEPER-API-KEY-02"]

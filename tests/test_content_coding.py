@@ -17,9 +17,11 @@ from hypothesis import strategies as st
 
 from receiver import verify
 from receiver.errors import BadRequest, PayloadTooLarge, ReceiverError, UnsupportedMediaType
+from receiver.ingest import content_coding
 from receiver.ingest.content_coding import codings, decode_body
 
 from .conftest import Sample, all_samples, sample
+from .hostile import many_gzip_members
 from .test_config import whsec
 
 PUBLIC_URL = "https://hooks.example.com/hooks/keygen"
@@ -114,6 +116,86 @@ def test_decode_body_any_bytes_decode_or_raise_a_client_error(body: bytes, heade
     else:
         assert decoded is not None and len(decoded) <= 1000
 
+
+
+class CountingDecoder:
+    """A zlib decoder that adds up the bytes handed to it (``fed``)."""
+
+    fed = 0
+
+    def __init__(self, wbits: int) -> None:
+        self.decoder = ORIGINAL_DECOMPRESSOBJ(wbits)
+
+    def decompress(self, data: Any, max_length: int = 0) -> bytes:
+        CountingDecoder.fed += len(data)
+        return self.decoder.decompress(data, max_length)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.decoder, name)
+
+
+ORIGINAL_DECOMPRESSOBJ = zlib.decompressobj
+
+
+@pytest.mark.parametrize("count", [100_000, 200_000])
+def test_many_empty_gzip_members_decode_to_nothing_in_linear_work(
+        count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Once a new decoder per member over a copy of the rest of the body: quadratic (each
+    # member fed the whole rest), and 200,000 members (4 MB) outlived a worker's timeout.
+    body = many_gzip_members(count)
+    monkeypatch.setattr(CountingDecoder, "fed", 0)
+    monkeypatch.setattr(content_coding.zlib, "decompressobj", CountingDecoder)
+    assert decode_body(body, "gzip", 5 * MiB) == b""
+    assert CountingDecoder.fed <= 4 * len(body)  # each byte fed a few times at most, not n
+
+
+def test_many_small_gzip_members_decode_in_order_within_the_limit() -> None:
+    members = b"".join(gzip.compress(b"%d," % index) for index in range(50_000))
+    assert decode_body(members, "gzip", 5 * MiB) == gzip.decompress(members)
+    with pytest.raises(PayloadTooLarge):
+        decode_body(members, "gzip", 1000)
+
+
+member_data = st.binary(max_size=200) | st.sampled_from([b"", b"\0" * 50, b"ab" * 300])
+gzip_members = st.lists(st.tuples(member_data, st.sampled_from([0, 1, 6, 9]),
+                                  st.integers(0, 3)), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(gzip_members, st.integers(0, 3), st.integers(1, 2000))
+def test_any_gzip_members_decode_as_gzip_decompress_does(
+        members: list[tuple[bytes, int, int]], trailing_zeros: int, limit: int) -> None:
+    # Zero bytes between members and after the last, as gzip.decompress skips them.
+    body = b"".join(gzip.compress(data, level, mtime=0) + bytes(zeros)
+                    for data, level, zeros in members) + bytes(trailing_zeros)
+    expected = gzip.decompress(body) if body.strip(b"\0") else None
+    if not body:
+        assert decode_body(body, "gzip", limit) == b""
+    elif expected is None:  # zero bytes only: not gzip data, today as before
+        with pytest.raises(BadRequest):
+            decode_body(body, "gzip", limit)
+    elif len(expected) > limit:
+        with pytest.raises(PayloadTooLarge) as refused:
+            decode_body(body, "gzip", limit)
+        assert refused.value.message == (
+            f"body decodes (Content-Encoding: gzip) to more than {limit} bytes; this receiver "
+            f"accepts at most {limit} bytes (RECEIVER_MAX_BODY)")
+    else:
+        assert decode_body(body, "gzip", limit) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(member_data, st.sampled_from([0, 1, 6, 9]), st.booleans(), st.integers(0, 3),
+       st.integers(1, 2000))
+def test_any_deflate_stream_decodes_as_zlib_does(data: bytes, level: int, raw: bool,
+                                                 trailing_zeros: int, limit: int) -> None:
+    encoder = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+    body = encoder.compress(data) + encoder.flush() + bytes(trailing_zeros)
+    if len(data) > limit:
+        with pytest.raises(PayloadTooLarge):
+            decode_body(body, "deflate", limit)
+    else:
+        assert decode_body(body, "deflate", limit) == data
 
 # -- through the app: every dialect, stored, verified, normalized --------------------------
 
@@ -283,3 +365,19 @@ def test_delivery_page_shows_a_compressed_body_decoded_and_masked(client: Any) -
     assert RESET_TOKEN not in page
     raw = client.get(f"/api/deliveries/{answer['delivery_id']}/raw")
     assert raw.data == compressed  # /raw: the exact bytes, still compressed
+
+
+@pytest.mark.parametrize("count", [100_000, 200_000])
+def test_many_empty_gzip_members_are_stored_and_their_pages_served(make_app: Any,
+                                                                   count: int) -> None:
+    app = make_app(MAX_BODY=5 * MiB)
+    client, store = app.test_client(), app.extensions["receiver.store"]
+    body = many_gzip_members(count)
+    answer = client.post("/hooks", data=body, headers={"Content-Encoding": "gzip"})
+    assert answer.status_code == 200, answer.json
+    stored = store.get_delivery(answer.json["delivery_id"], with_body=True)
+    assert stored["body"] == body
+    page = client.get(f"/deliveries/{answer.json['delivery_id']}")
+    assert page.status_code == 200
+    assert "shown decoded (Content-Encoding: gzip)" in page.get_data(as_text=True)
+    assert client.get(f"/events/{answer.json['event_id']}").status_code == 200

@@ -622,7 +622,8 @@ def test_inspect_curl_reproduces_the_delivery(serve: Any) -> None:
         assert "t0p-s3cret-value-42" not in masked and "token=••••••" in masked
         run = subprocess.run(["bash", "-c", command], capture_output=True, timeout=30)
         assert run.returncode == 0, run.stderr
-        again = requests.get(f"{server.url}/api/deliveries?limit=1").json()["deliveries"][0]
+        again = requests.get(
+            f"{server.url}/api/deliveries?limit=1&reveal=1").json()["deliveries"][0]
         assert again["id"] > original
         raw = requests.get(f"{server.url}/api/deliveries/{again['id']}/raw").content
         assert raw == body

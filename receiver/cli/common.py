@@ -28,6 +28,13 @@ def open_history(db: str | None, *, create: bool = False) -> Any:
     return open_database(read_settings(db)["DATABASE"], create=create)
 
 
+def settings_masker(db: str | None = None) -> Any:
+    """The masking the settings ask for (``MASK_NAMES``), as the web applies it."""
+    from ..read.mask import Masker
+
+    return Masker(read_settings(db)["MASK_NAMES"])
+
+
 def open_database(database: str, *, create: bool = False) -> Any:
     from ..config import backend_of
     from ..store import open_store

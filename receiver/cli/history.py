@@ -22,6 +22,7 @@ from .common import (
     filter_options,
     open_history,
     read_settings,
+    settings_masker,
 )
 
 
@@ -32,14 +33,13 @@ from .common import (
 @db_option
 def events(limit: int, as_json: bool, db: str | None, **options: Any) -> None:
     """List stored events, newest first."""
-    from ..read.mask import mask_data
-
     store = open_history(db)
+    masker = settings_masker(db)
     found, _ = store.list_events(event_filters_from(options), limit=limit)
     for event in found:
         if as_json:
             record = event.as_dict()
-            record["data"] = mask_data(record["data"])
+            record["data"] = masker.data(record["data"])
             click.echo(json.dumps(record))
         else:
             click.echo(event_line(event))
@@ -52,21 +52,28 @@ def events(limit: int, as_json: bool, db: str | None, **options: Any) -> None:
 def show(event_id: int, reveal: bool, db: str | None) -> None:
     """Show one event with its deliveries, handler runs and scheduled attempts (JSON); the
     retries of a failed handler are also told in words on stderr."""
-    from ..read.mask import mask_data, mask_headers
-
     store = open_history(db)
+    masker = settings_masker(db)
     try:
         event = store.get_event(event_id)
     except ReceiverError as error:
         raise click.ClickException(error.message) from None
     record = event.as_dict()
     deliveries = store.deliveries_for_event(event_id)
+    runs = store.runs_for_event(event_id)
     if not reveal:
-        record["data"] = mask_data(record["data"])
+        record["data"] = masker.data(record["data"])
         for delivery in deliveries:
-            delivery["headers"] = mask_headers(delivery["headers"])
+            delivery["headers"] = masker.headers(delivery["headers"])
+            if delivery.get("query"):
+                delivery["query"] = masker.query(delivery["query"])
+        secrets = masker.matcher(masker.secret_strings(event.data))
+        for run in runs:  # as the event page shows them
+            for key in ("error", "traceback"):
+                if run.get(key):
+                    run[key] = secrets.mask(run[key])
     record["deliveries"] = deliveries
-    record["handler_runs"] = store.runs_for_event(event_id)
+    record["handler_runs"] = runs
     record["scheduled_attempts"] = store.scheduled_attempts(event_id)
     click.echo(json.dumps(record, indent=2))
     for line in retry_lines(record["handler_runs"], record["scheduled_attempts"]):
@@ -218,7 +225,8 @@ def export(output: Any, reveal: bool, cursor: int | None, from_url: str | None,
     filters = event_filters_from(options)
     if from_url is None:
         store = open_history(db)
-        for chunk in exporting.ndjson(store, filters, cursor=cursor, revealed=reveal):
+        for chunk in exporting.ndjson(store, filters, cursor=cursor, revealed=reveal,
+                                      masker=settings_masker(db)):
             output.write(chunk)
         return
     query = {name.replace("-", "_"): value for name, value in options.items() if value}

@@ -130,14 +130,23 @@ def parse_path(path: str) -> list[str | int]:
     return steps
 
 
-def masked(change: Change) -> Change:
-    """The change as pages and answers show it: the value of a secret-looking key masked
-    (the last characters kept), secrets deeper inside objects masked as ``mask_data`` does."""
+def masked(change: Change, masker: mask.Masker = mask.DEFAULT) -> Change:
+    """The change as pages and answers show it: a value under a secret-looking key (the
+    change's own key or any key on its path) masked whole, every scalar of a list or object
+    included (the last characters kept); secrets deeper inside other objects masked as
+    ``Masker.data`` does."""
+    try:
+        steps = parse_path(change.path)
+    except ValueError:
+        steps = [change.key] if change.key is not None else []
+    under_secret = any(isinstance(step, str) and masker.is_secret_field(step)
+                       for step in steps)
+
     def hide(value: Any) -> Any:
+        if under_secret:
+            return masker.mask_all(value)
         if isinstance(value, (dict, list)):
-            return mask.mask_data(value)
-        if change.key is not None and mask.is_secret_field(change.key):
-            return mask.mask_value(value)
+            return masker.data(value)
         return value
 
     return Change(change.path, change.op, hide(change.old), hide(change.new), change.key)

@@ -11,7 +11,7 @@ connection); ``count`` lets a client check it got every line. The same request w
 ``clients/export.py``, does so by itself).
 
 Speed: each event's ``data`` is passed on as the stored JSON text. Only a document that may
-hold a secret is touched (``mask.mask_json_text``), and the other fields are written by a
+hold a secret is touched (``mask.Masker.json_text``), and the other fields are written by a
 format string, so a line costs a few microseconds instead of a parse and a serialization.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 
 from ..store import EventFilters, Store
 from ..store.base import RawEvent
-from .mask import mask_json_text
+from .mask import DEFAULT, Masker
 
 #: Characters per chunk written to the client (at least; a chunk ends with a whole line). A
 #: streaming worker heartbeats before and after each write, so it is silent for at most one
@@ -34,7 +34,7 @@ CHUNK_CHARS = 64 * 1024
 COMPLETE_KEY = "complete"
 
 
-def event_line(row: RawEvent, *, revealed: bool = False) -> str:
+def event_line(row: RawEvent, *, revealed: bool = False, masker: Masker = DEFAULT) -> str:
     """One event as its NDJSON line (with the newline), secrets masked unless ``revealed``.
     ``row`` is in ``EVENT_FIELDS`` order; the fields are written out one by one, since this
     runs once per exported event."""
@@ -42,7 +42,7 @@ def event_line(row: RawEvent, *, revealed: bool = False) -> str:
      account, actor, subject_type, subject_id, endpoint, signature_status, data,
      delivery_count, dispatch_status, next_attempt_at) = row
     if not revealed:
-        data = mask_json_text(data)
+        data = masker.json_text(data)
     text = encode_basestring_ascii
     return (
         f'{{"id":{event_id:d},"source":{text(source)},"event_type":{text(event_type)},'
@@ -68,7 +68,7 @@ def complete_line(count: int, **extra: Any) -> str:
 
 def ndjson(store: Store, filters: EventFilters, *, cursor: int | None = None,
            revealed: bool = False, heartbeat: Callable[[], None] | None = None,
-           ) -> Iterator[str]:
+           masker: Masker = DEFAULT) -> Iterator[str]:
     """The export as chunks of lines, ending with the ``complete`` line.
 
     ``heartbeat`` is called before and after each chunk goes out and after each batch of the
@@ -82,7 +82,7 @@ def ndjson(store: Store, filters: EventFilters, *, cursor: int | None = None,
     size = 0
     for batch in store.event_batches(filters, cursor=cursor):
         for row in batch:
-            line = event_line(row, revealed=revealed)
+            line = event_line(row, revealed=revealed, masker=masker)
             chunk.append(line)
             size += len(line)
             if size >= CHUNK_CHARS:

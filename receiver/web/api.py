@@ -14,7 +14,7 @@ from ..dialects.base import parse_json
 from ..errors import BadRequest, NotFound
 from ..handlers import dispatch
 from ..problems.kinds import KINDS
-from ..read import export, mask, metrics
+from ..read import export, metrics
 from ..read.filters import activity_args, delivery_filters, event_filters, page_args, parse_id
 from ..resources import PACKAGE_DIR
 from ..store import MAX_ID, Store
@@ -193,7 +193,7 @@ def show_delivery(delivery_id: int) -> Response:
             answer["body_base64"] = base64.b64encode(body).decode()
         else:
             if not revealed:
-                text = mask.mask_body(text, _event_secrets(store, record))
+                text = common.masker().body(text, _event_secrets(store, record))
             answer["body_text"] = text
     return jsonify(answer)
 
@@ -201,7 +201,7 @@ def show_delivery(delivery_id: int) -> Response:
 def _event_secrets(store: Store, record: dict[str, Any]) -> list[str]:
     if record.get("event_id") is None:
         return []
-    return mask.secret_strings(store.get_event(record["event_id"]).data)
+    return common.masker().secret_strings(store.get_event(record["event_id"]).data)
 
 
 @bp.get("/api/deliveries/<int:delivery_id>/raw")
@@ -241,7 +241,7 @@ def export_events() -> Response:
     heartbeat = current_app.extensions.get(HEARTBEAT)
     bound_unsent(request.environ)
     lines = export.ndjson(get_store(), filters, cursor=cursor, revealed=reveal(),
-                          heartbeat=heartbeat)
+                          heartbeat=heartbeat, masker=common.masker())
     return Response(lines, mimetype="application/x-ndjson")
 
 

@@ -97,12 +97,21 @@ def reveal() -> bool:
 # -- records as answers ------------------------------------------------------------------------
 
 
+def masker() -> mask.Masker:
+    """The app's masking: the built-in names and ``MASK_NAMES`` (made once per app)."""
+    found = current_app.extensions.get("receiver.masker")
+    if found is None:
+        found = mask.Masker(current_app.config.get("MASK_NAMES") or ())
+        current_app.extensions["receiver.masker"] = found
+    return found
+
+
 def event_json(event: Event, *, revealed: bool = False,
                out_of_order: bool | None = None) -> dict[str, Any]:
     """The event record as answers show it (``out_of_order`` added when it was asked)."""
     record = event.as_dict()
     if not revealed:
-        record["data"] = mask.mask_data(record["data"])
+        record["data"] = masker().data(record["data"])
     if out_of_order is not None:
         record["out_of_order"] = out_of_order
     return record
@@ -114,7 +123,7 @@ def event_changes(store: Store, event: Event, *, revealed: bool) -> dict[str, An
     previous = store.previous_event(event)
     found = changes.diff(previous.data, event.data) if previous is not None else []
     if not revealed:
-        found = [changes.masked(change) for change in found]
+        found = [changes.masked(change, masker()) for change in found]
     return {"previous_id": previous.id if previous is not None else None,
             "out_of_order": event.id in store.out_of_order_ids([event.id]),
             "changes": found}
@@ -124,7 +133,9 @@ def delivery_json(record: dict[str, Any], *, revealed: bool = False) -> dict[str
     record = dict(record)
     record.pop("body", None)
     if not revealed:
-        record["headers"] = mask.mask_headers(record["headers"])
+        record["headers"] = masker().headers(record["headers"])
+        if record.get("query"):
+            record["query"] = masker().query(record["query"])
     return record
 
 

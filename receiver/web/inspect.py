@@ -56,6 +56,7 @@ from .common import (
     event_changes,
     event_json,
     get_store,
+    masker,
     reveal,
     share_page_behaviour,
     signed_in_with_session,
@@ -222,7 +223,7 @@ def body_view(record: Mapping[str, Any], *, revealed: bool,
         view["binary"] = True
         return view
     if not revealed:
-        text = mask.mask_body(text, secrets)
+        text = masker().body(text, secrets)
     if len(text) > BODY_PREVIEW_CHARS:
         text, view["truncated"] = text[:BODY_PREVIEW_CHARS], True
     view["text"] = text
@@ -283,8 +284,8 @@ def curl_command(record: Mapping[str, Any], *, revealed: bool, secrets: list[str
     headers = record["headers"]
     body: bytes | None = record.get("body")
     if not revealed:
-        query = mask.mask_query(query)
-        headers = mask.mask_headers(headers)
+        query = masker().query(query)
+        headers = masker().headers(headers)
     url = request.host_url.rstrip("/") + request_target(record.get("path") or "/hooks", query)
     options = []
     if record.get("method") and record["method"] != "POST":
@@ -302,7 +303,7 @@ def curl_command(record: Mapping[str, Any], *, revealed: bool, secrets: list[str
     except UnicodeDecodeError:
         text = None
     if text is not None and not revealed:
-        text = mask.mask_body(text, secrets)
+        text = masker().body(text, secrets)
     if text is not None and not _UNSAFE_IN_SHELL_TEXT.search(text):
         return f"printf '%s' {shlex.quote(text)} |\n{command}"
     encoded = text.encode() if text is not None else data
@@ -315,20 +316,21 @@ def delivery_view(record: Mapping[str, Any], *, revealed: bool,
     view = dict(record)
     view.pop("body", None)
     if not revealed:
-        view["headers"] = mask.mask_headers(record["headers"])
-        view["query"] = mask.mask_query(record.get("query") or "")
+        view["headers"] = masker().headers(record["headers"])
+        view["query"] = masker().query(record.get("query") or "")
     if "body" in record:
         view["body"] = body_view(record, revealed=revealed, secrets=secrets)
         view["curl"] = curl_command(record, revealed=revealed, secrets=secrets)
     return view
 
 
-def run_view(run: Mapping[str, Any], *, revealed: bool, secrets: list[str]) -> dict[str, Any]:
+def run_view(run: Mapping[str, Any], *, revealed: bool,
+             secrets: mask.SecretMatcher) -> dict[str, Any]:
     view = dict(run)
     if not revealed:
         for key in ("error", "traceback"):
             if view.get(key):
-                view[key] = mask.mask_text(view[key], secrets)
+                view[key] = secrets.mask(view[key])
     return view
 
 
@@ -336,7 +338,7 @@ def event_secrets(event_id: int | None) -> list[str]:
     if event_id is None:
         return []
     try:
-        return mask.secret_strings(get_store().get_event(event_id).data)
+        return masker().secret_strings(get_store().get_event(event_id).data)
     except NotFound:
         return []
 
@@ -450,11 +452,12 @@ def render_event(event_id: int, *, replay_error: str | None = None, status: int 
     store = get_store()
     event: Event = store.get_event(event_id)
     revealed = reveal()
-    secrets = mask.secret_strings(event.data)
+    secrets = masker().secret_strings(event.data)
     listed = store.deliveries_for_event(event_id)
     in_full = [delivery_view(store.get_delivery(d["id"], with_body=True), revealed=revealed,
                              secrets=secrets) for d in listed[:DELIVERIES_IN_FULL]]
-    runs = [run_view(run, revealed=revealed, secrets=secrets)
+    matcher = masker().matcher(secrets)  # once for every run shown
+    runs = [run_view(run, revealed=revealed, secrets=matcher)
             for run in store.runs_for_event(event_id)]
     result = take_result("replay", event_id)
     replayed = set(result["run_ids"]) if result else set()
@@ -492,7 +495,7 @@ def timeline_notes(event: Event, timeline: list[Event], *, revealed: bool
         previous = known.get(link.previous_id) if link and link.previous_id else None
         found = changes.diff(previous.data, other.data) if previous is not None else []
         if not revealed:
-            found = [changes.masked(change) for change in found]
+            found = [changes.masked(change, masker()) for change in found]
         notes[other.id] = {"summary": changes.summary(found), "first": previous is None,
                            "out_of_order": bool(link and link.out_of_order)}
     return notes
