@@ -162,15 +162,18 @@ def test_credential_headers_are_secret(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["Content-Type", "User-Agent", "X-Keygen-Event", "Keygen-Date",
                                   "Webhook-Id", "X-Request-Id", "Digest", "X-Forwarded-For",
-                                  "Host", "Content-Length", "Accept-Encoding"])
+                                  "Host", "Content-Length", "Accept-Encoding", "X-Author",
+                                  "X-Authored-By"])
 def test_ordinary_headers_are_not(name: str) -> None:
     assert not is_secret_header(name)
 
 
 def test_credential_query_parameters_are_masked() -> None:
-    query = "sig=abcdef0123456789&api_key=k-123456&oauth_token=t&Signature=x&page=2&keygen=1"
+    query = ("sig=abcdef0123456789&api_key=k-123456&oauth_token=t&Signature=x&page=2&keygen=1"
+             "&author=ann&auth=a-123456")
     assert mask_query(query) == (
-        f"sig={MASK}6789&api_key={MASK}&oauth_token={MASK}&Signature={MASK}&page=2&keygen=1")
+        f"sig={MASK}6789&api_key={MASK}&oauth_token={MASK}&Signature={MASK}&page=2&keygen=1"
+        f"&author=ann&auth={MASK}")
 
 
 def test_new_header_and_query_names_are_masked_in_the_api_and_on_pages(make_app: Any) -> None:

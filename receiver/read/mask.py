@@ -34,9 +34,10 @@ SECRET_FIELDS = re.compile(
 #: (``X-Shopify-Hmac-Sha256``, ``X-Auth-Token``, ``X-Credentials``, ``X-Session``,
 #: ``oauth_token``)...
 SECRET_NAME_PARTS = ("token", "secret", "passw", "credential", "hmac", "signature", "cookie",
-                     "session", "auth")
-#: ... and so is one with one of these as a whole word (``X-Auth-Key``, ``?sig=``, ``apiKey``).
-SECRET_NAME_WORDS = frozenset({"sig", "key", "apikey", "pass", "pwd", "jwt", "otp"})
+                     "session", "authoriz", "authentic")
+#: ... and so is one with one of these as a whole word (``X-Auth``, ``X-Auth-Key``, ``?sig=``,
+#: ``apiKey``; not ``?author=``).
+SECRET_NAME_WORDS = frozenset({"auth", "sig", "key", "apikey", "pass", "pwd", "jwt", "otp"})
 _NAME_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 MASK = "••••••"
 #: Secrets shorter than this are masked where they stand (a field, a header) but not searched
