@@ -234,6 +234,9 @@ SETTINGS: list[Setting] = [
             "Milliseconds a write waits for the database lock before answering 503."),
     Setting("MAX_DATABASE_SIZE", optional(parse_size), None,
             "Cap on the database file (bytes, 1GiB...); beyond it ingest answers 503."),
+    Setting("READ_TIMEOUT", parse_positive, 10,
+            "Seconds a client may send nothing while its request is read before the "
+            "connection is dropped (receiver serve's workers; a body cut so is a 408)."),
     Setting("POOL_SIZE", parse_positive, 4,
             "PostgreSQL: connections each process keeps at most (requests, dispatch, upkeep "
             "share them)."),

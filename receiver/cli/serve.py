@@ -21,6 +21,39 @@ from .common import (
 #: Hosts that listen on every interface: public, whatever the machine's addresses are.
 WILDCARD_HOSTS = ("", "*", "0.0.0.0", "::")
 
+#: Threads per threaded worker unless ``--threads`` says otherwise: a slow client holds a
+#: thread until the read timeout drops it, so a few dozen of them leave threads free for
+#: deliveries and pages (an idle thread costs little; a PostgreSQL worker's threads share its
+#: pool of RECEIVER_POOL_SIZE connections).
+THREADS = 32
+WORKER_CLASSES = {"sync": "receiver.gunicorn_hooks.SyncWorker",
+                  "gthread": "receiver.gunicorn_hooks.ThreadWorker"}
+
+
+def worker_model(worker_class: str, threads: int | None, *, host: str,
+                 backend: str) -> tuple[str, int]:
+    """``(sync | gthread, threads per worker)`` for ``receiver serve``'s options.
+
+    ``auto`` picks threads where they pay or protect: on PostgreSQL (a request waits on the
+    server's WAL flush, and threads wait together) and on a host that is not loopback (a slow
+    client then costs a thread, not a whole process). SQLite on loopback (a laptop, or a
+    buffering proxy on the same machine in front) keeps sync workers, which ingest fastest
+    there (benchmarks/RESULTS.md). ``--threads`` alone chooses too: 1 is sync, more threads.
+    """
+    if worker_class == "auto":
+        if threads is not None:
+            worker_class = "gthread" if threads > 1 else "sync"
+        elif backend == "postgres" or not is_loopback_host(host):
+            worker_class = "gthread"
+        else:
+            worker_class = "sync"
+    if worker_class == "sync":
+        if threads not in (None, 1):
+            raise click.UsageError("--worker-class sync serves one request per worker: "
+                                   "--threads must be 1 (or use --worker-class gthread)")
+        return "sync", 1
+    return "gthread", threads or THREADS
+
 
 def is_loopback_host(host: str) -> bool:
     """Whether ``--host`` listens on loopback only: ``localhost`` or a loopback address. An
@@ -38,24 +71,31 @@ def is_loopback_host(host: str) -> bool:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
-@click.option("--worker-class", type=click.Choice(["sync", "gthread"]), default="sync",
-              show_default=True)
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256),
-              help="Threads per worker (gthread).")
+@click.option("--worker-class", type=click.Choice(["auto", "sync", "gthread"]), default="auto",
+              show_default=True,
+              help="auto: threads (gthread) on PostgreSQL or a non-loopback host, sync "
+              "workers for SQLite on loopback.")
+@click.option("--threads", default=None, type=click.IntRange(1, 256),
+              help=f"Threads per worker (default {THREADS} when threaded, 1 for sync; "
+              "more than 1 means gthread).")
 @click.option("--timeout", default=30, show_default=True, type=int,
               help="Seconds before gunicorn restarts a silent worker.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True,
               help="Log every request to stderr (every delivery is stored anyway; the log "
               "costs about 11% of ingest throughput).")
 @db_option
-def serve(host: str, port: int, workers: int, worker_class: str, threads: int, timeout: int,
-          access_log: bool, db: str | None) -> None:
+def serve(host: str, port: int, workers: int, worker_class: str, threads: int | None,
+          timeout: int, access_log: bool, db: str | None) -> None:
     """Run the receiver under gunicorn."""
     from gunicorn.app.base import BaseApplication
 
     if db:
         os.environ["RECEIVER_DATABASE"] = db
     settings = read_settings()
+    from ..config import backend_of
+
+    worker_class, threads = worker_model(worker_class, threads, host=host,
+                                         backend=backend_of(settings["DATABASE"]))
     # Check the endpoints and migrate once in the master so a bad setting stops the start.
     from .. import create_app, gunicorn_hooks, verify
     from ..reconcile.schedule import check_settings as check_reconcile_settings
@@ -93,7 +133,7 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
             bind = f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
             self.cfg.set("bind", [bind])
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", worker_class)
+            self.cfg.set("worker_class", WORKER_CLASSES[worker_class])
             self.cfg.set("threads", threads)
             self.cfg.set("timeout", timeout)
             if access_log:
@@ -106,8 +146,11 @@ def serve(host: str, port: int, workers: int, worker_class: str, threads: int, t
 
     from ..store import shown as shown_database
 
+    model = (f"{workers} sync workers" if worker_class == "sync"
+             else f"{workers} workers x {threads} threads")
     click.echo(f"Receiving webhooks at http://{host}:{port}/hooks "
-               f"(database {shown_database(settings['DATABASE'])})", err=True)
+               f"(database {shown_database(settings['DATABASE'])}; {model}; read timeout "
+               f"{settings['READ_TIMEOUT']} s)", err=True)
     metrics_dir = multiprocess_metrics_dir()
     master = os.getpid()
     try:

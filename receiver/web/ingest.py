@@ -22,7 +22,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.wsgi import get_input_stream
 
 from ..config import Endpoint, ad_hoc_endpoint
-from ..errors import NotFound, PayloadTooLarge, ReceiverError
+from ..errors import BadRequest, NotFound, PayloadTooLarge, ReceiverError
 from ..events import Delivery
 from ..ingest import pipeline
 from ..ingest.content_coding import ACCEPTED, decode_body
@@ -56,8 +56,19 @@ def declared_length(environ: Mapping[str, Any]) -> int | None:
     return int(declared) if declared and declared.isascii() and declared.isdigit() else None
 
 
+class BodyIncomplete(Exception):
+    """The body ended before its ``Content-Length``: the client closed the connection, or
+    sent nothing for the server's read timeout (``timed_out``)."""
+
+    def __init__(self, received: bytes, timed_out: bool) -> None:
+        super().__init__(len(received))
+        self.received = received
+        self.timed_out = timed_out
+
+
 def read_body(environ: dict[str, Any], max_body: int) -> tuple[bytes, bool]:
-    """The body bytes and whether it fit in ``max_body``."""
+    """The body bytes and whether it fit in ``max_body``; ``BodyIncomplete`` when it ends
+    early (a timeout or a closed connection: gunicorn's reader hands back what came)."""
     declared = declared_length(environ)
     if declared is not None and declared > max_body:
         return b"", False
@@ -65,8 +76,13 @@ def read_body(environ: dict[str, Any], max_body: int) -> tuple[bytes, bool]:
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = stream.read(min(CHUNK, max_body + 1 - size))
+        try:
+            chunk = stream.read(min(CHUNK, max_body + 1 - size))
+        except OSError as error:  # a read timeout, a reset, a chunked body cut short
+            raise BodyIncomplete(b"".join(chunks), isinstance(error, TimeoutError)) from None
         if not chunk:
+            if declared is not None and size < declared:
+                raise BodyIncomplete(b"".join(chunks), timed_out=False)
             return b"".join(chunks), True
         chunks.append(chunk)
         size += len(chunk)
@@ -102,7 +118,11 @@ def receive_environ(app: Flask, environ: dict[str, Any], name: str) -> tuple[int
     store = app.extensions["receiver.store"]
     dispatcher = app.extensions["receiver.dispatcher"]
     max_body = app.config["MAX_BODY"]
-    body, fits = read_body(environ, max_body)
+    incomplete: BodyIncomplete | None = None
+    try:
+        body, fits = read_body(environ, max_body)
+    except BodyIncomplete as cut:
+        incomplete, body, fits = cut, cut.received, True
     delivery = Delivery(
         body=body,
         headers=environ_headers(environ),
@@ -114,7 +134,9 @@ def receive_environ(app: Flask, environ: dict[str, Any], name: str) -> tuple[int
     )
     endpoint = endpoint_for(app, name)
     refusal: ReceiverError | None = None
-    if not fits:
+    if incomplete is not None:
+        refusal = incomplete_refusal(environ, incomplete)
+    elif not fits:
         declared = declared_length(environ)
         said = f"{declared} bytes" if declared is not None else f"more than {max_body} bytes"
         refusal = PayloadTooLarge(f"body is {said}; this receiver accepts at most {max_body} "
@@ -154,11 +176,23 @@ def receive_environ(app: Flask, environ: dict[str, Any], name: str) -> tuple[int
     return outcome.status, json.dumps(outcome.body).encode()
 
 
+def incomplete_refusal(environ: Mapping[str, Any], cut: BodyIncomplete) -> ReceiverError:
+    """408 for a client that went silent, 400 for one that closed. Kept as a refused delivery
+    with its headers and what had reached the app of the body (the server may hold back the
+    last part it read), and the connection is closed."""
+    declared = declared_length(environ)
+    whole = f"its {declared} bytes" if declared is not None else "its last chunk"
+    if cut.timed_out:
+        return ReceiverError(f"the body stopped before {whole} came: nothing arrived for the "
+                             "read timeout (RECEIVER_READ_TIMEOUT)", status=408)
+    return BadRequest(f"the body ended before {whole} came: the connection closed")
+
+
 def response_headers(status: int, body: bytes) -> list[tuple[str, str]]:
     headers = [*JSON_HEADERS, ("Content-Length", str(len(body)))]
     if status == 503:
         headers.append(("Retry-After", "5"))
-    if status == 413:
+    if status in (408, 413):
         headers.append(("Connection", "close"))
     if status == 415:
         headers.append(("Accept-Encoding", ACCEPTED))
@@ -191,6 +225,7 @@ class IngestMiddleware:
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+            408: "Request Timeout",
             413: "Payload Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error",
             503: "Service Unavailable"}
 
