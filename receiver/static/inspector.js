@@ -77,7 +77,9 @@
 
   function fillDelivery(row, delivery, urls) {
     row.setAttribute("data-id", text(delivery.id));
-    row.querySelector('[data-link="delivery"]').setAttribute("href", urls.delivery + Number(delivery.id));
+    row.querySelectorAll('[data-link="delivery"]').forEach(function (link) {
+      link.setAttribute("href", urls.delivery + Number(delivery.id));
+    });
     var time = setText(row, "received_at", when(delivery.received_at));
     time.setAttribute("datetime", text(delivery.received_at));
     setText(row, "id", delivery.id);
@@ -346,6 +348,12 @@
     });
   });
 
+  // Filters without a value start folded on a phone, so the first row shows without scrolling.
+  if (window.matchMedia && window.matchMedia("(max-width: 760px)").matches) {
+    document.querySelectorAll("details[data-narrow-closed]").forEach(function (details) {
+      details.open = false;
+    });
+  }
   document.querySelectorAll("form[data-filter-form]").forEach(setUpFilterForm);
   document.querySelectorAll("form[data-replay-form]").forEach(setUpReplayForm);
   document.querySelectorAll("[data-copy]").forEach(setUpCopy);

@@ -77,6 +77,8 @@ REDELIVER_HOST_KEY = "inspector.redeliver_preserve_host"
 RESULT_PREVIEW_CHARS = 1000      # of a redeliver target's answer, kept in the session cookie
 JSON_TREE_DEPTH = 12             # deeper values are shown as indented text
 JSON_TREE_ITEMS = 200            # items shown per object or array
+JSON_TREE_OPEN_DEPTH = 3         # objects and arrays this shallow start expanded...
+JSON_TREE_OPEN_ITEMS = 20        # ...when they hold this many items or fewer
 
 
 share_page_behaviour(bp)
@@ -174,6 +176,8 @@ def template_context() -> dict[str, Any]:
         "revealed": reveal(),
         "json_tree_depth": JSON_TREE_DEPTH,
         "json_tree_items": JSON_TREE_ITEMS,
+        "json_tree_open_depth": JSON_TREE_OPEN_DEPTH,
+        "json_tree_open_items": JSON_TREE_OPEN_ITEMS,
     }
 
 
