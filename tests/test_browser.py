@@ -155,7 +155,7 @@ def test_browser_search_and_filters_narrow_the_list(serve: Any, page: Any,
     shared = page.url
 
     # A chip removes its filter; the other one stays.
-    page.get_by_role("link", name=re.compile(r"event_type: license\.\*")).click()
+    page.get_by_role("link", name=re.compile(r"event type: license\.\*")).click()
     expect(page).to_have_url(f"{server.url}/?source=keygen")
     expect(rows).to_have_count(3)
 

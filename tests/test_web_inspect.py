@@ -230,9 +230,12 @@ def test_inspect_history_filters_match_the_api(client: Any, posted: Any, query: 
                      "dispatch_status=done"):
         assert len(expected) < len(everything)  # the filter narrowed the list
     text = text_of(page)
+    labels = {"q": "search", "event_type": "event type", "subject_id": "subject id",
+              "signature_status": "signature", "dispatch_status": "handlers"}
     for name, value in re.findall(r"([a-z_]+)=([^&]+)", query):
         value = value.replace("%40", "@")
-        assert f"{name}: {value}" in text  # a chip per filter, which removes it
+        # a chip per filter, named as the form names it, which removes it
+        assert f"{labels.get(name, name)}: {value}" in text
     if not expected:
         assert "No event matches these filters" in text
 
