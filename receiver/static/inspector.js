@@ -342,6 +342,30 @@
     });
   }
 
+  /* The chart's bars are one tab stop: the arrow keys (and Home, End) move between them. A
+     listener on the document, so a chart the live view swapped in works the same. */
+  document.addEventListener("keydown", function (event) {
+    var bar = event.target.closest && event.target.closest("svg.chart a.bar");
+    if (!bar) {
+      return;
+    }
+    var bars = Array.prototype.slice.call(bar.parentNode.querySelectorAll("a.bar"));
+    var index = bars.indexOf(bar);
+    var next = {
+      ArrowLeft: index - 1, ArrowDown: index - 1, ArrowRight: index + 1, ArrowUp: index + 1,
+      Home: 0, End: bars.length - 1
+    }[event.key];
+    if (next === undefined) {
+      return;
+    }
+    event.preventDefault();
+    next = Math.max(0, Math.min(bars.length - 1, next));
+    bars.forEach(function (other, n) {
+      other.setAttribute("tabindex", n === next ? "0" : "-1");
+    });
+    bars[next].focus();
+  });
+
   window.addEventListener("pageshow", function () {
     document.querySelectorAll("form[data-filter-form] [disabled]").forEach(function (element) {
       element.disabled = false;

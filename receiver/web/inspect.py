@@ -340,14 +340,16 @@ def activity_chart(page: str, since: str | None, until: str | None, shown: list[
     found = chart.window_for(since, until, shown, dt.datetime.now(dt.UTC),
                              first_page=first_page, start=start)
     path = url_for(endpoint)
+    rejected = page == "deliveries" and delivery_filters(request.args).rejected
     view = chart.chart_view(get_store(), found, chart.filters_of(request.args),
                             lambda begin, end: with_query(path, {**kept, "since": begin,
-                                                                 "until": end}))
+                                                                 "until": end}),
+                            outcomes=chart.REJECTED if rejected else chart.STACK)
     view["refresh_url"] = with_query(url_for("inspect.activity_fragment"), {
         "for": page, **{name: value for name, value in active_filters(names)},
         "start": None if since else format_time(found.start)})
     view["list_only"] = [name for name, _ in active_filters(names)
-                         if name not in (*chart.CHART_FILTERS, "since", "until")]
+                         if name not in (*chart.CHART_FILTERS, "since", "until", "rejected")]
     return view
 
 
