@@ -355,7 +355,8 @@ def activity_chart(page: str, since: str | None, until: str | None, shown: list[
 
 @bp.get("/activity")
 def activity_fragment() -> str:
-    """The chart alone (an HTML fragment), for the live view to redraw it."""
+    """The chart alone (an HTML fragment), for the live view to redraw it; opened in the
+    browser's address bar (a navigation), the chart on a page of its own."""
     page = request.args.get("for") or "events"
     if page not in CHART_PAGES:
         raise BadRequest(f"for must be events or deliveries; got {page!r}")
@@ -364,8 +365,13 @@ def activity_fragment() -> str:
     begin = iso_time(start) if start else None
     if start and begin is None:
         raise BadRequest(f"start must be an ISO 8601 time; got {start!r}")
-    return render_template("_activity.html", chart=activity_chart(
-        page, filters.since, filters.until, [], first_page=True, start=begin))
+    drawn = activity_chart(page, filters.since, filters.until, [], first_page=True,
+                           start=begin)
+    if request.headers.get("Sec-Fetch-Mode") == "navigate":
+        endpoint, names = CHART_PAGES[page]
+        return render_template("activity.html", chart=drawn, tab=page, list_url=with_query(
+            url_for(endpoint), dict(active_filters(names))))
+    return render_template("_activity.html", chart=drawn)
 
 
 @bp.get("/")
