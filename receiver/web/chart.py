@@ -38,8 +38,8 @@ def window_for(since: str | None, until: str | None, shown: Sequence[str],
     """The chart's range (ISO times as the filters normalized them): ``since``/``until``
     when the page has them; else from the oldest row shown (at least the last 15 minutes, the
     last hour when no row is shown) to now, or, on an older page, to its newest row: the bars
-    follow the traffic on the page instead of squeezing it into the right edge. ``start`` fixes the beginning (the live view
-    keeps the range it was drawn with)."""
+    follow the traffic on the page instead of squeezing it into the right edge. ``start``
+    fixes the beginning (the live view keeps the range it was drawn with)."""
     end = rollups.parse_time(until) if until else (
         now if first_page or not shown else rollups.parse_time(max(shown)))
     if since or start:
