@@ -517,17 +517,20 @@ LAYOUT = """() => {
 
 def busy_receiver(server: Any) -> dict[str, int]:
     """Deliveries of each kind the pages show: events from three senders (one with a long
-    handler name, one a duplicate), an event with a 400-item array, a refused request."""
+    handler name, one a duplicate, one a long event type), an event with a 400-item array, a
+    refused request."""
     for source, name in [("keygen", "license.created"), ("licensespring", "license.created"),
                          ("keygen", "user.password-reset"), ("keygen", "license.created")]:
         post(server, source, name)
+    long = post(server, "licensespring", "license_user_group.license_user.manager_assigned")
     big = requests.post(server.url + "/hooks", json={
         "type": "license.updated", "data": {"id": "lic_big", "items": list(range(400))}},
         timeout=10).json()
     refused = requests.post(server.url + "/hooks", data=b'{"type": "license.created",',
                             headers={"Content-Type": "application/json"}, timeout=10)
     assert refused.status_code == 400
-    return {"big": big["event_id"], "delivery": big["delivery_id"]}
+    return {"big": big["event_id"], "delivery": big["delivery_id"],
+            "long": long["event_id"], "long_delivery": long["delivery_id"]}
 
 
 def test_browser_every_page_fits_a_phone_and_labels_every_value(serve: Any, page: Any) -> None:
@@ -535,7 +538,8 @@ def test_browser_every_page_fits_a_phone_and_labels_every_value(serve: Any, page
     made = busy_receiver(server)
     page.set_viewport_size({"width": 390, "height": 844})
     paths = ["/", "/deliveries", "/deliveries?rejected=1", f"/deliveries/{made['delivery']}",
-             f"/events/{made['big']}", "/handlers", "/problems", "/login"]
+             f"/events/{made['big']}", f"/events/{made['long']}",
+             f"/deliveries/{made['long_delivery']}", "/handlers", "/problems", "/login"]
     for path in paths:
         page.goto(server.url + path)
         layout = page.evaluate(LAYOUT)
