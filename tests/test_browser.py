@@ -155,7 +155,7 @@ def test_browser_search_and_filters_narrow_the_list(serve: Any, page: Any,
     shared = page.url
 
     # A chip removes its filter; the other one stays.
-    page.get_by_role("link", name=re.compile(r"event_type: license\.\*")).click()
+    page.get_by_role("link", name=re.compile(r"event type: license\.\*")).click()
     expect(page).to_have_url(f"{server.url}/?source=keygen")
     expect(rows).to_have_count(3)
 
@@ -484,3 +484,185 @@ def test_browser_header_counts_problems_and_acknowledge_drops_it(serve: Any, pag
     rows.first.get_by_role("link", name="what it is about").click()
     expect(page).to_have_url(re.compile(r"/deliveries\?rejected=1&endpoint=keygen$"))
     expect(tab).to_have_text("Problems 1")
+
+
+# -- phones, desktop tables, the chart's keyboard, one stream of requests ----------------------
+
+#: Layout facts of the page in front of the browser (never pixels compared with a picture).
+LAYOUT = """() => {
+  const visible = (el) => el.getClientRects().length > 0;
+  const lines = (el) => {
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    return new Set([...range.getClientRects()].filter(r => r.width > 0)
+                    .map(r => Math.round(r.top))).size;
+  };
+  const cells = [...document.querySelectorAll("table.list td")].filter(visible);
+  return {
+    scrollWidth: document.scrollingElement.scrollWidth,
+    innerWidth: window.innerWidth,
+    unlabelled: cells.filter(td => td.hasAttribute("data-label")
+        && !getComputedStyle(td, "::before").content.includes(td.getAttribute("data-label")))
+        .map(td => td.getAttribute("data-label")),
+    clipped: cells.filter(td => td.scrollWidth > td.clientWidth + 1)
+        .map(td => td.getAttribute("data-label") + ": " + td.textContent.trim().slice(0, 40)),
+    headerShown: [...document.querySelectorAll("table.list thead")].some(visible),
+    tokens: [...document.querySelectorAll(
+        "table.list .c-id a, table.list .c-source [data-field=source], table.list .c-handler .mono"
+      )].filter(visible).filter(el => el.textContent.trim() && lines(el) > 1)
+        .map(el => el.textContent.trim()),
+  };
+}"""
+
+
+def busy_receiver(server: Any) -> dict[str, int]:
+    """Deliveries of each kind the pages show: events from three senders (one with a long
+    handler name, one a duplicate, one a long event type), an event with a 400-item array, a
+    refused request."""
+    for source, name in [("keygen", "license.created"), ("licensespring", "license.created"),
+                         ("keygen", "user.password-reset"), ("keygen", "license.created")]:
+        post(server, source, name)
+    long = post(server, "licensespring", "license_user_group.license_user.manager_assigned")
+    big = requests.post(server.url + "/hooks", json={
+        "type": "license.updated", "data": {"id": "lic_big", "items": list(range(400))}},
+        timeout=10).json()
+    refused = requests.post(server.url + "/hooks", data=b'{"type": "license.created",',
+                            headers={"Content-Type": "application/json"}, timeout=10)
+    assert refused.status_code == 400
+    return {"big": big["event_id"], "delivery": big["delivery_id"],
+            "long": long["event_id"], "long_delivery": long["delivery_id"]}
+
+
+def test_browser_every_page_fits_a_phone_and_labels_every_value(serve: Any, page: Any) -> None:
+    server = serve()
+    made = busy_receiver(server)
+    page.set_viewport_size({"width": 390, "height": 844})
+    paths = ["/", "/deliveries", "/deliveries?rejected=1", f"/deliveries/{made['delivery']}",
+             f"/events/{made['big']}", f"/events/{made['long']}",
+             f"/deliveries/{made['long_delivery']}", "/handlers", "/problems", "/login"]
+    for path in paths:
+        page.goto(server.url + path)
+        layout = page.evaluate(LAYOUT)
+        assert layout["scrollWidth"] <= layout["innerWidth"], (path, layout)
+        assert layout["unlabelled"] == [], (path, layout)
+        assert layout["clipped"] == [], (path, layout)
+        assert not layout["headerShown"], path
+    # The filters fold away: the newest row is on the first screen.
+    for path in ("/", "/deliveries"):
+        page.goto(server.url + path)
+        expect(page.locator("#rows tr").first).to_be_in_viewport()
+    # The handlers page names each number (it read "29 13 13").
+    page.goto(server.url + "/handlers")
+    runs = page.locator('tr[data-handler] td[data-field="runs"]').first
+    assert page.evaluate("(td) => getComputedStyle(td, '::before').content",
+                         runs.element_handle()) == '"Runs: "'
+
+
+def test_browser_desktop_tables_keep_tokens_whole(serve: Any, page: Any) -> None:
+    server = serve()
+    made = busy_receiver(server)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    for path in ("/", "/deliveries", "/handlers"):
+        page.goto(server.url + path)
+        layout = page.evaluate(LAYOUT)
+        assert layout["headerShown"], path
+        assert layout["tokens"] == [], (path, layout)  # no id, source or handler name wraps
+        assert layout["scrollWidth"] <= layout["innerWidth"], (path, layout)
+    # The redeliver form: the Host checkbox sits on the line of its label.
+    page.goto(f"{server.url}/deliveries/{made['delivery']}")
+    check = page.locator("#redeliver label.check")
+    box = check.locator("input[type=checkbox]").bounding_box()
+    label = check.bounding_box()
+    assert box is not None and label is not None
+    assert label["y"] <= box["y"] and box["y"] + box["height"] <= label["y"] + label["height"]
+    assert page.evaluate("(el) => getComputedStyle(el).flexDirection",
+                         check.element_handle()) == "row"
+    # A big body starts folded; in-page links land below the sticky header.
+    page.goto(f"{server.url}/events/{made['big']}")
+    array = page.locator("#data summary", has_text="400 items").locator("xpath=..")
+    expect(array).to_have_count(1)
+    expect(array).not_to_have_attribute("open", re.compile(".*"))
+    page.get_by_role("link", name=re.compile(r"^Handler runs")).click()
+    expect(page).to_have_url(re.compile("#runs$"))
+    header_bottom = page.evaluate("document.querySelector('header.top').getBoundingClientRect()"
+                                  ".bottom")
+    assert page.evaluate("document.getElementById('runs').getBoundingClientRect().top"
+                         ) >= header_bottom
+
+
+def test_browser_activity_chart_is_one_tab_stop_with_an_axis(serve: Any, page: Any) -> None:
+    from receiver.store import open_store
+
+    from .test_observability import traffic
+
+    server = serve()
+    store = open_store(server.database)
+    traffic(store)
+    store.close()
+    page.goto(server.url + "/?since=2026-03-01T10:00:00Z&until=2026-03-01T10:05:00Z")
+    expect(page.locator("#activity a.bar")).to_have_count(5)
+    expect(page.locator("#activity svg.chart-y text")).to_have_text(["0", "1", "2", "3"])
+    expect(page.locator("#activity figcaption")).to_contain_text(
+        "6 deliveries in all, 2026-03-01 10:00 UTC to 2026-03-01 10:04 UTC; one bar per "
+        "minute, at most 3 in one minute")
+
+    page.locator("#activity").scroll_into_view_if_needed()
+    page.locator("a.chip").last.focus()  # the last thing before the chart
+    stops = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        where = page.evaluate("""() => { const el = document.activeElement;
+            return el.closest('svg.chart') ? 'bar ' + el.getAttribute('data-start')
+                 : el.closest('#activity') ? 'chart ' + el.textContent.trim() : 'outside'; }""")
+        stops.append(where)
+        if where.startswith("chart "):
+            break
+    bars = [stop for stop in stops if stop.startswith("bar ")]
+    assert bars == ["bar 2026-03-01T10:04:00Z"], stops  # the newest bar, once
+    assert stops[stops.index(bars[0]) + 1] == "chart As a table", stops
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    assert page.evaluate("document.activeElement.getAttribute('data-start')") == (
+        "2026-03-01T10:02:00Z")
+    page.keyboard.press("Home")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(
+        r"/\?since=2026-03-01T10%3A00%3A00Z&until=2026-03-01T10%3A01%3A00Z$"))
+    expect(page.locator("#activity figcaption")).to_contain_text(
+        "in the minute 2026-03-01 10:00 UTC")
+
+    # The Rejected tab charts what it lists.
+    page.goto(server.url + "/deliveries?rejected=1&since=2026-03-01T10:00:00Z"
+              "&until=2026-03-01T10:05:00Z")
+    expect(page.locator("#activity figcaption strong")).to_have_text("1")
+    expect(page.locator("#activity figcaption")).not_to_contain_text("ignores")
+
+
+def test_browser_refused_request_appears_live_in_the_one_stream(serve: Any, page: Any) -> None:
+    from .waiting import wait_for
+
+    server = serve()
+    post(server, "keygen", "license.created")
+    page.goto(server.url + "/deliveries")
+    rows = page.locator("#rows tr")
+    expect(rows).to_have_count(1)
+    expect(page.locator("#live-status")).to_have_text("Live")
+    refused = requests.post(server.url + "/hooks", data=b'{"type": "license.created",',
+                            headers={"Content-Type": "application/json"}, timeout=10)
+    assert refused.status_code == 400
+    wait_for(lambda: requests.get(server.url + "/api/deliveries?rejected=1",
+                                  timeout=10).json()["deliveries"],
+             message="the refused request was not stored")
+    post(server, "keygen", "license.created")  # a duplicate, on top of it
+    expect(rows).to_have_count(3)
+    expect(rows.nth(1).locator('[data-field="status_code"]')).to_have_text("400")
+    expect(rows.nth(1).locator('[data-field="error"]')).to_contain_text("not valid JSON")
+    expect(rows.first.locator('[data-field="duplicate"]')).to_be_visible()
+    expect(rows.nth(2).locator('[data-field="status_code"]')).to_have_text("200")
+    # The tabs count every request and the rejected ones.
+    page.reload()
+    expect(page.get_by_role("link", name=re.compile(r"^Deliveries"))).to_have_text(
+        re.compile(r"Deliveries\s+3"))
+    expect(page.get_by_role("link", name=re.compile(r"^Rejected"))).to_have_text(
+        re.compile(r"Rejected\s+1"))

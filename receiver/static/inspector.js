@@ -77,7 +77,9 @@
 
   function fillDelivery(row, delivery, urls) {
     row.setAttribute("data-id", text(delivery.id));
-    row.querySelector('[data-link="delivery"]').setAttribute("href", urls.delivery + Number(delivery.id));
+    row.querySelectorAll('[data-link="delivery"]').forEach(function (link) {
+      link.setAttribute("href", urls.delivery + Number(delivery.id));
+    });
     var time = setText(row, "received_at", when(delivery.received_at));
     time.setAttribute("datetime", text(delivery.received_at));
     setText(row, "id", delivery.id);
@@ -340,12 +342,42 @@
     });
   }
 
+  /* The chart's bars are one tab stop: the arrow keys (and Home, End) move between them. A
+     listener on the document, so a chart the live view swapped in works the same. */
+  document.addEventListener("keydown", function (event) {
+    var bar = event.target.closest && event.target.closest("svg.chart a.bar");
+    if (!bar) {
+      return;
+    }
+    var bars = Array.prototype.slice.call(bar.parentNode.querySelectorAll("a.bar"));
+    var index = bars.indexOf(bar);
+    var next = {
+      ArrowLeft: index - 1, ArrowDown: index - 1, ArrowRight: index + 1, ArrowUp: index + 1,
+      Home: 0, End: bars.length - 1
+    }[event.key];
+    if (next === undefined) {
+      return;
+    }
+    event.preventDefault();
+    next = Math.max(0, Math.min(bars.length - 1, next));
+    bars.forEach(function (other, n) {
+      other.setAttribute("tabindex", n === next ? "0" : "-1");
+    });
+    bars[next].focus();
+  });
+
   window.addEventListener("pageshow", function () {
     document.querySelectorAll("form[data-filter-form] [disabled]").forEach(function (element) {
       element.disabled = false;
     });
   });
 
+  // Filters without a value start folded on a phone, so the first row shows without scrolling.
+  if (window.matchMedia && window.matchMedia("(max-width: 760px)").matches) {
+    document.querySelectorAll("details[data-narrow-closed]").forEach(function (details) {
+      details.open = false;
+    });
+  }
   document.querySelectorAll("form[data-filter-form]").forEach(setUpFilterForm);
   document.querySelectorAll("form[data-replay-form]").forEach(setUpReplayForm);
   document.querySelectorAll("[data-copy]").forEach(setUpCopy);

@@ -5,6 +5,7 @@ the app, who is signed in, how records are shown (masked unless revealed), error
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 from typing import Any
@@ -16,7 +17,7 @@ from werkzeug.wrappers import Response
 from ..errors import ReceiverError
 from ..events import Event
 from ..read import changes, mask
-from ..store import Store
+from ..store import ActivityFilters, Store, rollups
 
 RETRY_AFTER_SECONDS = "5"
 #: The session key holding the proof that this browser signed in (an HMAC of the token).
@@ -158,10 +159,37 @@ def open_problem_total() -> int | None:
     return found
 
 
+def request_totals() -> dict[str, int] | None:
+    """The counts on the header's tabs: ``events`` (first deliveries of an event),
+    ``deliveries`` (every stored request: new, duplicate, refused) and ``rejected``. Read
+    from the activity rollups by day (those retention keeps, as it keeps the rows), never
+    by counting rows, so a page stays as quick at a million deliveries; once per request.
+    None when the reader is not signed in or the database does not answer."""
+    if "_request_totals" not in g:
+        totals: dict[str, int] | None = None
+        if is_signed_in():
+            now = dt.datetime.now(dt.UTC)
+            try:
+                found = rollups.window(now - rollups.STEP["day"] * (rollups.MAX_BUCKETS - 1),
+                                       now, "day", now)
+                buckets = get_store().activity(found, ActivityFilters())
+            except (ReceiverError, ValueError):
+                buckets = None
+            if buckets is not None:
+                new, duplicate, refused = (sum(bucket[name] for bucket in buckets)
+                                           for name in ("new", "duplicate", "refused"))
+                totals = {"events": new, "deliveries": new + duplicate + refused,
+                          "rejected": refused}
+        g._request_totals = totals
+    found_totals: dict[str, int] | None = g._request_totals
+    return found_totals
+
+
 def page_header_context() -> dict[str, Any]:
-    """For ``app.context_processor``: the header's problem count, as a function the base
-    template calls (a fragment that does not show the header costs no query)."""
-    return {"open_problem_total": open_problem_total}
+    """For ``app.context_processor``: the header's counts, as functions the base template
+    calls (a fragment that does not show the header costs no query)."""
+    return {"open_problem_total": open_problem_total, "request_totals": request_totals,
+            "signed_in": is_signed_in}
 
 
 # -- errors and page headers --------------------------------------------------------------------

@@ -100,7 +100,12 @@ def handler_rows(label: str) -> list[dict[str, Any]]:
                    if current is not None and current.matches(EventKind(row[0], row[1]))]
         oldest = min((row[3] for row in waiting), default=None)
         found = stats.get(name, rollups.HandlerStats(name))
+        try:
+            enabled = current is None or current.is_enabled(current_app.config)
+        except Exception:  # the dispatcher skips a handler whose enabled() raises
+            enabled = False
         rows.append({
+            "enabled": enabled,
             "name": name, "handler": current, "stats": found,
             "last_failure": last.get(found.last_failure_id or 0),
             "pending": sum(row[2] for row in waiting),

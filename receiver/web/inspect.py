@@ -78,6 +78,8 @@ REDELIVER_HOST_KEY = "inspector.redeliver_preserve_host"
 RESULT_PREVIEW_CHARS = 1000      # of a redeliver target's answer, kept in the session cookie
 JSON_TREE_DEPTH = 12             # deeper values are shown as indented text
 JSON_TREE_ITEMS = 200            # items shown per object or array
+JSON_TREE_OPEN_DEPTH = 3         # objects and arrays this shallow start expanded...
+JSON_TREE_OPEN_ITEMS = 20        # ...when they hold this many items or fewer
 
 
 share_page_behaviour(bp)
@@ -175,6 +177,8 @@ def template_context() -> dict[str, Any]:
         "revealed": reveal(),
         "json_tree_depth": JSON_TREE_DEPTH,
         "json_tree_items": JSON_TREE_ITEMS,
+        "json_tree_open_depth": JSON_TREE_OPEN_DEPTH,
+        "json_tree_open_items": JSON_TREE_OPEN_ITEMS,
     }
 
 
@@ -379,20 +383,23 @@ def activity_chart(page: str, since: str | None, until: str | None, shown: list[
     found = chart.window_for(since, until, shown, dt.datetime.now(dt.UTC),
                              first_page=first_page, start=start)
     path = url_for(endpoint)
+    rejected = page == "deliveries" and delivery_filters(request.args).rejected
     view = chart.chart_view(get_store(), found, chart.filters_of(request.args),
                             lambda begin, end: with_query(path, {**kept, "since": begin,
-                                                                 "until": end}))
+                                                                 "until": end}),
+                            outcomes=chart.REJECTED if rejected else chart.STACK)
     view["refresh_url"] = with_query(url_for("inspect.activity_fragment"), {
         "for": page, **{name: value for name, value in active_filters(names)},
         "start": None if since else format_time(found.start)})
     view["list_only"] = [name for name, _ in active_filters(names)
-                         if name not in (*chart.CHART_FILTERS, "since", "until")]
+                         if name not in (*chart.CHART_FILTERS, "since", "until", "rejected")]
     return view
 
 
 @bp.get("/activity")
 def activity_fragment() -> str:
-    """The chart alone (an HTML fragment), for the live view to redraw it."""
+    """The chart alone (an HTML fragment), for the live view to redraw it; opened in the
+    browser's address bar (a navigation), the chart on a page of its own."""
     page = request.args.get("for") or "events"
     if page not in CHART_PAGES:
         raise BadRequest(f"for must be events or deliveries; got {page!r}")
@@ -401,8 +408,13 @@ def activity_fragment() -> str:
     begin = iso_time(start) if start else None
     if start and begin is None:
         raise BadRequest(f"start must be an ISO 8601 time; got {start!r}")
-    return render_template("_activity.html", chart=activity_chart(
-        page, filters.since, filters.until, [], first_page=True, start=begin))
+    drawn = activity_chart(page, filters.since, filters.until, [], first_page=True,
+                           start=begin)
+    if request.headers.get("Sec-Fetch-Mode") == "navigate":
+        endpoint, names = CHART_PAGES[page]
+        return render_template("activity.html", chart=drawn, tab=page, list_url=with_query(
+            url_for(endpoint), dict(active_filters(names))))
+    return render_template("_activity.html", chart=drawn)
 
 
 @bp.get("/")
