@@ -10,6 +10,7 @@ from ..config import SOURCES
 from ..dialects.base import iso_time
 from ..errors import BadRequest
 from ..store import MAX_ID, ActivityFilters, DeliveryFilters, EventFilters, rollups
+from ..store.base import OUTCOMES
 
 SIGNATURE_STATUSES = ("valid", "invalid", "unsigned", "unchecked", "fetched")
 DISPATCH_STATUSES = ("pending", "retrying", "done", "failed")
@@ -98,6 +99,7 @@ def delivery_filters(args: Mapping[str, str]) -> DeliveryFilters:
         status_code=int(status) if status else None,
         source=_choice(args, "source", SOURCES),
         rejected=args.get("rejected") in ("1", "true", "yes"),
+        outcome=_choice(args, "outcome", OUTCOMES),
         event_type=_event_type(args),
         since=_time(args, "since"),
         until=_time(args, "until"),

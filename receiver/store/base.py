@@ -138,6 +138,19 @@ class EventFilters:
             "until")) or self.event_type not in (None, "*")
 
 
+#: What a delivery came to (``DeliveryFilters.outcome``).
+OUTCOMES = ("accepted", "duplicate", "refused")
+#: The SQL term of each outcome, written out (no parameter) so that the partial indexes
+#: ``deliveries_duplicate`` and ``deliveries_refused`` serve it on both backends.
+OUTCOME_TERMS = {"accepted": "status_code < 400 AND duplicate = FALSE",
+                 "duplicate": "duplicate = TRUE",
+                 "refused": "status_code >= 400"}
+DELIVERY_OUTCOME_INDEXES = """
+CREATE INDEX deliveries_duplicate ON deliveries (id) WHERE duplicate = TRUE;
+CREATE INDEX deliveries_refused ON deliveries (id) WHERE status_code >= 400;
+"""
+
+
 @dataclass(frozen=True)
 class DeliveryFilters:
     endpoint: str | None = None
@@ -145,6 +158,9 @@ class DeliveryFilters:
     source: str | None = None
     event_id: int | None = None
     rejected: bool = False
+    #: ``accepted`` (a new event), ``duplicate`` (an event seen before) or ``refused`` (400
+    #: or more, as ``rejected``); refused and duplicate ones are found by partial indexes.
+    outcome: str | None = None
     #: The type of the delivery's event (exact, ``license.*`` or ``*``); refused deliveries,
     #: which have no event, never match a type.
     event_type: str | None = None

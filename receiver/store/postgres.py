@@ -41,6 +41,7 @@ from .activity_queries import ActivityQueries, ExecuteMany, Fetch
 from .base import (
     BOOLEAN_COLUMNS,
     COPY_COLUMNS,
+    DELIVERY_OUTCOME_INDEXES,
     EVENT_FIELDS,
     EXPORT_BATCH,
     EXPORT_WINDOW,
@@ -191,6 +192,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (5, "problems", PROBLEM_SCHEMA.format(id=_IDENTITY)),
     (6, "reconcile runs", RECONCILE_SCHEMA.format(id=_IDENTITY)),
     (7, "inspector sessions", SESSION_SCHEMA),
+    (8, "delivery outcomes", DELIVERY_OUTCOME_INDEXES),
 ]
 
 #: A missing id below a row stored longer ago than this can no longer appear: both

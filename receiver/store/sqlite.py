@@ -29,6 +29,7 @@ from .activity_queries import ActivityQueries, ExecuteMany, Fetch
 from .base import (
     BOOLEAN_COLUMNS,
     COPY_COLUMNS,
+    DELIVERY_OUTCOME_INDEXES,
     EXPORT_BATCH,
     EXPORT_WINDOW,
     EventFilters,
@@ -196,6 +197,13 @@ def m007_reconcile_runs(db: sqlite_utils.Database) -> None:
 def m008_inspector_sessions(db: sqlite_utils.Database) -> None:
     """One row per inspector sign-in, deleted by signing out (``session_queries``)."""
     db.executescript(SESSION_SCHEMA)
+
+
+@migrations()
+def m009_delivery_outcomes(db: sqlite_utils.Database) -> None:
+    """Partial indexes for the refused and duplicate deliveries (``outcome``, ``rejected``):
+    a page of them no longer scans every delivery when they are few."""
+    db.executescript(DELIVERY_OUTCOME_INDEXES)
 
 
 _INSERT_EVENT = """

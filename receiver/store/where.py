@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import DeliveryFilters, EventFilters, event_type_prefix
+from .base import OUTCOME_TERMS, DeliveryFilters, EventFilters, event_type_prefix
 
 #: Filters that compare one events column for equality, in the order the terms are written.
 EVENT_EQUALITY_COLUMNS = ("source", "endpoint", "account", "subject_id", "signature_status",
@@ -53,7 +53,9 @@ def delivery_filter_terms(filters: DeliveryFilters, *, mark: str = "?"
     """The terms and parameters of the deliveries filters; paging is the caller's."""
     where, params = equal_terms(filters, DELIVERY_EQUALITY_COLUMNS, mark=mark)
     if filters.rejected:
-        where.append("status_code >= 400")
+        where.append(OUTCOME_TERMS["refused"])
+    if filters.outcome is not None:
+        where.append(OUTCOME_TERMS[filters.outcome])
     condition, values = event_type_condition(filters.event_type, mark=mark)
     if condition:
         # A primary-key probe per delivery row, so keyset pages stop at their limit.

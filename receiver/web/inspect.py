@@ -66,8 +66,8 @@ bp = Blueprint("inspect", __name__)
 
 EVENT_FILTERS = ("q", "source", "event_type", "endpoint", "account", "subject_id",
                  "signature_status", "dispatch_status", "since", "until")
-DELIVERY_FILTERS: tuple[str, ...] = ("endpoint", "status_code", "source", "rejected", "since",
-                                     "until")
+DELIVERY_FILTERS: tuple[str, ...] = ("endpoint", "status_code", "source", "outcome",
+                                     "rejected", "since", "until")
 if "event_type" in {field.name for field in dataclasses.fields(DeliveryFilters)}:
     DELIVERY_FILTERS += ("event_type",)  # the store filters deliveries by their event's type
 BODY_PREVIEW_CHARS = 256 * 1024  # a page shows this much of a body; /raw has all of it
