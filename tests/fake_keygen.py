@@ -428,6 +428,10 @@ class FakeKeygen:
                                   endpoint_url=attributes["endpoint"], status="DELIVERING",
                                   token=original["meta"]["idempotencyToken"])
             answer = Answer(201, _json({"data": item}))
+        # Counted before the answer goes out: a client that waits for the fake to be idle
+        # right after the 201 must not find it idle before the delivery has even started.
+        with self._idle:
+            self._pending += 1
         return answer, lambda: self._enqueue(item["id"])
 
     # -- delivering -----------------------------------------------------------------------------
@@ -482,8 +486,7 @@ class FakeKeygen:
         return code
 
     def _enqueue(self, event_id: str) -> None:
-        with self._idle:
-            self._pending += 1
+        """Deliver in the background (counted in ``_pending`` by whoever queued it)."""
         thread = threading.Thread(target=self._deliver_later, args=(event_id,),
                                   name="fake-keygen-delivery", daemon=True)
         thread.start()
@@ -567,16 +570,18 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name: value for name, value in self.headers.items()}
         answer, after = self.keygen.answer(method, self.path, headers,
                                            (self.client_address[0], self.client_address[1]))
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(answer.body)
-        self.wfile.flush()
-        if after is not None:
-            after()
+        try:
+            self.send_response(answer.status)
+            self.send_header("Content-Type", answer.content_type)
+            self.send_header("Content-Length", str(len(answer.body)))
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(answer.body)
+            self.wfile.flush()
+        finally:
+            if after is not None:  # queued whatever became of the answer (counted already)
+                after()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the test reads ``keygen.requests`` instead."""
