@@ -14,12 +14,12 @@ def utc_now_iso() -> str:
 
 
 def format_time(moment: dt.datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    moment = moment.astimezone(dt.UTC)
-    # The year by hand: strftime's %Y writes year 1 as "1", which no ISO parser reads back.
-    return (f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%S.")
-            + f"{moment.microsecond // 1000:03d}Z")
+    """``2026-12-07T06:20:00.123Z``: UTC, milliseconds cut (not rounded), a four-digit year
+    (``isoformat`` writes year 1 as ``0001``, which every ISO parser reads back; strftime's
+    ``%Y`` writes ``1``). A naive time is taken as UTC. Twice per delivery: kept cheap."""
+    if moment.tzinfo is not None and moment.tzinfo is not dt.UTC:
+        moment = moment.astimezone(dt.UTC)
+    return moment.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 @dataclass
