@@ -137,3 +137,25 @@ def test_purge_checkpoints_between_batches_not_in_its_commits(store) -> None:
     assert seen and set(seen) == {0}
     assert len(seen) >= 4  # one before each batch of events, and the refused deliveries
     assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == AUTOCHECKPOINT_PAGES
+
+
+@pytest.mark.sqlite_only
+def test_one_process_checkpoints_for_the_upkeep(store, db_path) -> None:
+    """Every worker's upkeep asks for the checkpoint each tick; only the store holding the
+    ``checkpoint`` job copies the WAL back, until its process ends."""
+    from receiver.store import open_store
+
+    other = open_store(db_path)
+    done: list[str] = []
+    store.checkpoint = lambda: done.append("first")
+    other.checkpoint = lambda: done.append("other")
+    try:
+        for _ in range(3):
+            store.checkpoint_upkeep()
+            other.checkpoint_upkeep()
+        assert done == ["first"] * 3
+        store.close()  # as when its process ends: the job is free for the next to ask
+        other.checkpoint_upkeep()
+        assert done[-1] == "other"
+    finally:
+        other.close()

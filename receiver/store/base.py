@@ -463,6 +463,9 @@ class Store(abc.ABC):
     def checkpoint(self) -> None:  # noqa: B027 (optional upkeep; most backends need none)
         """Backend upkeep run often off the request path (SQLite: the WAL)."""
 
+    def checkpoint_upkeep(self) -> None:  # noqa: B027 (optional upkeep; most backends need none)
+        """``checkpoint`` from the upkeep thread, in the one process that should run it."""
+
     def claim_upkeep(self, job: str) -> bool:
         """Whether this process should run the background ``job`` (such as
         ``"search-index"``): the first process to ask holds it until it exits, so however

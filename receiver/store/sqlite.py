@@ -613,6 +613,13 @@ class SQLiteStore(ActivityQueries, RowReads, RunQueries, ProblemQueries, Reconci
         for readers or writers), so the WAL does not grow under constant writes."""
         self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
+    def checkpoint_upkeep(self) -> None:
+        """One process of the receiver checkpoints (the ``checkpoint`` job): every worker
+        checkpointing the same WAL ten times a second cost 3-4 % of each worker's CPU and
+        gave the others nothing (benchmarks/RESULTS.md)."""
+        if self.claim_upkeep("checkpoint"):
+            self.checkpoint()
+
     def claim_upkeep(self, job: str) -> bool:
         """Hold ``<database>.<job>.lock`` (``flock``, not waiting) for the rest of this
         process's life; the kernel lets it go when the process dies, and the next process

@@ -128,8 +128,9 @@ class Upkeep:
 
     def run_once(self, tick: int = 0) -> None:
         """One tick: checkpoint the WAL (often and PASSIVE, which keeps the WAL short and the
-        commits cheap); index for search for part of the tick; now and then, retention."""
-        self.store.checkpoint()
+        commits cheap; one process does it); index for search for part of the tick; now and
+        then, retention."""
+        self.store.checkpoint_upkeep()
         self.index_search()
         if tick % ROLLUP_EVERY == 0:
             self.roll_up()
