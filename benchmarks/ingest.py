@@ -5,6 +5,7 @@ Flask baselines on the same gunicorn settings, in one run.
     python benchmarks/ingest.py --dialects keygen,fno --duration 5 --rounds 1
     python benchmarks/ingest.py --postgres auto  # the PostgreSQL backend (see below)
     python benchmarks/ingest.py --commits HEAD~30,d70107c  # the receiver at older revisions too
+    python benchmarks/ingest.py --serve-defaults  # `receiver serve` as people run it, too
 
 Servers (each started and stopped here, on free 127.0.0.1 ports, same gunicorn settings):
 - ``bare-204``: a bare Flask app answering 204, storing nothing (``bare_app.py``);
@@ -44,10 +45,18 @@ from the worktree). It has the same gunicorn settings, endpoints and request str
 server does not start is skipped, and so is a dialect whose setup check it fails (an old
 revision may not know a setting or a dialect), each with a printed line.
 
-With it a second table lists every receiver server (``receiver`` and each commit) with
-req/s, p50, p99, CPU per request and two ratios to ``bare-insert``, each the median of the
-rounds' ratios with its range: req/s, and p99 (below 1: a shorter tail than the baseline's).
-The JSON gets these servers' runs, a ``compared`` entry per dialect, and ``commits``.
+``--serve-defaults`` adds ``receiver serve (defaults)``: ``python -m receiver serve --port P
+--db <fresh database>`` with the same endpoints (``RECEIVER_CONFIG``) and no worker options,
+so serve picks its worker model as it does for users (printed, and kept in the JSON); its CPU
+is its whole process tree (master and workers). Its baseline is ``bare-insert (gunicorn -w 2
+sync)``: ``bare-insert``'s app under plain ``gunicorn -w 2`` with gunicorn's defaults
+otherwise, whatever ``--workers``/``--worker-class`` say, on its own fresh database.
+
+With either option a second table lists every receiver server (``receiver``, each commit,
+serve) with req/s, p50, p99, CPU per request and two ratios to its baseline (``bare-insert``;
+for serve, the plain ``gunicorn -w 2`` one), each the median of the rounds' ratios with its
+range: req/s, and p99 (below 1: a shorter tail than the baseline's). The JSON gets these
+servers' runs, a ``compared`` entry per dialect, and ``commits`` / ``serve_defaults``.
 
 Prints a table, writes ``results/ingest.json`` and the ingest section of ``RESULTS.md``.
 No assertion on time anywhere: this is a measurement, not a test.
@@ -82,6 +91,7 @@ from common import (  # noqa: E402
     HERE,
     ROOT,
     GunicornSettings,
+    ReceiverServe,
     Server,
     free_port,
     machine,
@@ -314,9 +324,11 @@ def post_once(port: int, raw: bytes) -> tuple[int, dict[str, Any]]:
         return error.code, json.loads(error.read() or b"{}")
 
 
-# -- other revisions ---------------------------------------------------------------------------
+# -- other revisions and `receiver serve` ------------------------------------------------------
 
 
+SERVE_NAME = "receiver serve (defaults)"
+PLAIN_NAME = "bare-insert (gunicorn -w 2 sync)"
 REVISION_CONFIG = HERE / "revision_conf.py"
 
 
@@ -402,6 +414,20 @@ def start_failure(text: str) -> str:
 
 
 @dataclass
+class PlainGunicorn:
+    """``gunicorn -w 2``: sync workers and gunicorn's defaults for everything else."""
+
+    workers: int = 2
+
+    def args(self) -> list[str]:
+        return ["--workers", str(self.workers)]
+
+    def describe(self) -> str:
+        return (f"gunicorn -w {self.workers} (sync workers; gunicorn's defaults otherwise: "
+                "keep-alive 2 s, timeout 30 s, no access log, log level info)")
+
+
+@dataclass
 class WithConfigFile:
     """Gunicorn settings plus a ``--config`` file (hooks only; it changes no setting)."""
 
@@ -410,6 +436,63 @@ class WithConfigFile:
 
     def args(self) -> list[str]:
         return [*self.settings.args(), "--config", str(self.config)]
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (every thread's children), from /proc."""
+    pids: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                todo += [int(child) for child in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                pass
+    return pids
+
+
+class ServeServer:
+    """``receiver serve`` with its defaults, as ``measure`` sees a server: a name, a port and
+    the processes whose CPU counts (its whole tree: the master and its workers)."""
+
+    def __init__(self, name: str, database: Path | str, config: Path, log_path: Path) -> None:
+        self.name = name
+        self.database = str(database)
+        self.serve = ReceiverServe(self.database, args=["--db", self.database],
+                                   log_path=log_path, env={"RECEIVER_CONFIG": str(config)})
+        self.model = ""  # what serve said it runs, e.g. "2 sync workers"
+
+    @property
+    def port(self) -> int:
+        return self.serve.port
+
+    def start(self, settings: Any = None) -> ServeServer:
+        self.serve.start()
+        log = self.serve.log_path.read_text(errors="replace") if self.serve.log_path else ""
+        said = re.search(r"Receiving webhooks at \S+ \(database .*?; (.+?); read timeout", log)
+        self.model = said.group(1) if said else ""
+        return self
+
+    def worker_pids(self) -> list[int]:
+        process = self.serve.process
+        return process_tree(process.pid) if process is not None else []
+
+    def stop(self) -> None:
+        self.serve.stop()
+
+
+def serve_worker_model(database: Path | str) -> tuple[str, int]:
+    """What ``receiver serve`` picks with no worker options on 127.0.0.1 for this database."""
+    from receiver.cli.serve import worker_model
+    from receiver.config import backend_of
+
+    return worker_model("auto", None, host="127.0.0.1", backend=backend_of(str(database)))
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -441,7 +524,7 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(tool: Tool, server: Server, dialect: str, warm: Path, pool: Path,
+def measure(tool: Tool, server: Server | ServeServer, dialect: str, warm: Path, pool: Path,
             args: argparse.Namespace, width: int = 12) -> Measured:
     if args.warmup > 0:
         tool.run(server.port, warm, duration=args.warmup, connections=args.connections,
@@ -556,6 +639,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commits", metavar="REV[,REV...]", default="",
                         help="also measure the receiver at these git revisions (each from a "
                              "temporary worktree, as 'receiver@<short sha>')")
+    parser.add_argument("--serve-defaults", action="store_true",
+                        help="also measure `receiver serve` with its defaults against the bare "
+                             "insert app under plain `gunicorn -w 2`")
     parser.add_argument("--no-write", action="store_true",
                         help="print only; do not touch results/ and RESULTS.md")
     args = parser.parse_args(argv)
@@ -605,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
             add_worktree(revision, path)
             print(f"{revision.name}: {revision.spec} = {revision.sha[:12]} "
                   f"\"{revision.subject[:60]}\", in a temporary worktree")
-        servers: list[Server] = [
+        servers: list[Server | ServeServer] = [
             Server("bare-204", "bare_app:app", free_port(), env={"BENCH_BARE_DB": ""},
                    pythonpath=str(HERE), log_path=work / "bare-204.log"),
             Server("bare-insert", "bare_app:app", free_port(),
@@ -633,6 +719,18 @@ def main(argv: list[str] | None = None) -> int:
                      "BENCH_RECEIVER_ORIGIN": str(origin_of[revision.name])},
                 log_path=work / f"receiver-{revision.short}.log", root=revision.path))
             settings_of[revision.name] = WithConfigFile(settings, REVISION_CONFIG)
+        plain = PlainGunicorn()
+        serve_model: dict[str, Any] = {}
+        if args.serve_defaults:
+            plain_env = ({"BENCH_BARE_DB": "", "BENCH_BARE_PG": pg.new_database(migrated=False)}
+                         if args.postgres else {"BENCH_BARE_DB": str(work / "bare-plain.db")})
+            servers.append(Server(PLAIN_NAME, "bare_app:app", free_port(), env=plain_env,
+                                  pythonpath=str(HERE), log_path=work / "bare-plain.log"))
+            settings_of[PLAIN_NAME] = plain
+            databases[SERVE_NAME] = (pg.new_database(migrated=False) if args.postgres
+                                     else work / "serve.db")
+            servers.append(ServeServer(SERVE_NAME, databases[SERVE_NAME], config,
+                                       work / "serve.log"))
         width = max(len(server.name) for server in servers)
         skipped: dict[str, dict[str, str]] = {}  # server -> dialect -> why
         results: list[Measured] = []
@@ -659,6 +757,15 @@ def main(argv: list[str] | None = None) -> int:
                                          f"worktree {revision.path}: {', '.join(foreign[:3])}")
                     print(f"{server.name}: serving {revision.origin} ({revision.modules} "
                           "receiver modules, all from its worktree)")
+                if isinstance(server, ServeServer):
+                    worker_class, threads = serve_worker_model(server.database)
+                    serve_model = {"said": server.model, "worker_class": worker_class,
+                                   "threads": threads}
+                    print(f"{SERVE_NAME}: python -m receiver serve --port {server.port} --db "
+                          f"<fresh {'database' if args.postgres else 'file'}> "
+                          f"(RECEIVER_CONFIG as the others); it runs "
+                          f"{server.model or '?'} (worker_model: {worker_class}, "
+                          f"{threads} thread{'s' if threads > 1 else ''} per worker)")
             receiver = servers[2]
             # The setup works: each dialect answers 200 with the expected verdict. A revision
             # that does not (an old one may not know a dialect or a setting) skips the dialect.
@@ -725,7 +832,8 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as error:  # noqa: BLE001 - an old revision's schema, say
                 stored_extra[name] = {"error": str(error)}
         for server in servers:
-            log_path = server.log_path
+            log_path = (server.serve.log_path if isinstance(server, ServeServer)
+                        else server.log_path)
             if server.name in databases and log_path is not None and log_path.exists():
                 logs_extra[server.name] = log_path.read_text(errors="replace")
     elapsed = time.monotonic() - started
@@ -767,8 +875,10 @@ def main(argv: list[str] | None = None) -> int:
                "bare-204 req/s", "p99 ms", "bare-insert req/s", "p99 ms",
                "recv/bare-204 (range)", "recv/bare-insert (range)"]
     text = table(headers, rows)
-    # --commits: every receiver server against its baseline.
+    # --commits and --serve-defaults: every receiver server against its baseline.
     pairs = [("receiver", "bare-insert")] + [(r.name, "bare-insert") for r in revisions]
+    if args.serve_defaults:
+        pairs.append((SERVE_NAME, PLAIN_NAME))
     compared_rows = []
     if len(pairs) > 1:
         for dialect in dialects:
@@ -813,6 +923,16 @@ def main(argv: list[str] | None = None) -> int:
                               "receiver_modules": r.modules, "foreign_modules": r.foreign,
                               "skipped": skipped.get(r.name, {}),
                               "stored": stored_extra.get(r.name, {})} for r in revisions]
+    if args.serve_defaults:
+        report["serve_defaults"] = {
+            "server": SERVE_NAME, "command": "python -m receiver serve --port PORT --db DB",
+            "environment": "RECEIVER_CONFIG (the same endpoints as the others)",
+            "worker_model": serve_model.get("said", ""),
+            "worker_class": serve_model.get("worker_class", ""),
+            "threads": serve_model.get("threads", 0),
+            "cpu": "the whole process tree: serve's master and its workers",
+            "baseline": PLAIN_NAME, "baseline_servers": plain.describe(),
+            "stored": stored_extra.get(SERVE_NAME, {})}
     cpu_rows = []
     for dialect in dialects:
         entry = report["dialects"].get(dialect)
@@ -864,6 +984,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} stored: {counts.get('error') or f'{duplicates} duplicates'}")
     targets = ("recv/bare-insert >= 0.85 (issue 12)" if args.postgres else
                "recv/bare-204 >= 0.70 and recv/bare-insert >= 0.90 (issue 7)")
+    if args.serve_defaults:
+        targets += (f"; {SERVE_NAME} against {PLAIN_NAME} >= 1.3 with a p99 ratio <= 1.0")
     print(f"\nIn all {elapsed:.0f} s. Targets: {targets}.")
 
     if not args.no_write:
@@ -893,6 +1015,13 @@ def main(argv: list[str] | None = None) -> int:
                       "request stream, with its own fresh database"
                       + (f"; skipped for {', '.join(sorted(skipped[revision.name]))}"
                          if skipped.get(revision.name) else "") + ".\n")
+        if args.serve_defaults:
+            model = serve_model.get("said") or "?"
+            extra += (f"- `{SERVE_NAME}` = `python -m receiver serve --port P --db <fresh "
+                      "database>` with the same endpoints (`RECEIVER_CONFIG`) and no worker "
+                      f"options: it ran {model}. Its CPU is its whole process tree (master "
+                      f"and workers). Its baseline `{PLAIN_NAME}` = `bare-insert`'s app "
+                      f"under {plain.describe()}, with its own fresh database.\n")
         compared_block = ("" if not compared_rows else
                           "Every receiver server against its baseline in the same rounds "
                           "(ratios: medians of the rounds' ratios, range in brackets; a p99 "
