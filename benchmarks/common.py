@@ -105,11 +105,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http(port: int, path: str = "/", timeout: float = 30.0) -> None:
-    """Wait until something answers HTTP on 127.0.0.1:port (any status)."""
+def wait_http(port: int, path: str = "/", timeout: float = 30.0,
+              process: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until something answers HTTP on 127.0.0.1:port (any status); when ``process`` is
+    given and exits first, stop waiting at once."""
     deadline = time.monotonic() + timeout
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited ({process.returncode}) before answering")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
                 sock.sendall(request)
@@ -149,7 +153,8 @@ class GunicornSettings:
 
 @dataclass
 class Server:
-    """A gunicorn master this script started (and alone stops)."""
+    """A gunicorn master this script started (and alone stops). ``root``: the checkout whose
+    code it runs (its working directory and first on PYTHONPATH; default this one)."""
 
     name: str
     app: str
@@ -158,11 +163,12 @@ class Server:
     pythonpath: str | None = None
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    root: Path = ROOT
 
     def start(self, settings: GunicornSettings, ready_path: str = "/") -> Server:
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else "")}
+               "PYTHONPATH": str(self.root) + (os.pathsep + path if path else "")}
         for key, value in self.env.items():  # None: unset
             if value is None:
                 env.pop(key, None)
@@ -175,9 +181,9 @@ class Server:
         args.append(self.app)
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        cwd=str(ROOT), start_new_session=True)
+                                        cwd=str(self.root), start_new_session=True)
         try:
-            wait_http(self.port, ready_path)
+            wait_http(self.port, ready_path, process=self.process)
         except RuntimeError:
             self.stop()
             tail = self.log_path.read_text(errors="replace")[-2000:] if self.log_path else ""
@@ -209,13 +215,15 @@ class Server:
 @dataclass
 class ReceiverServe:
     """``receiver serve`` on a database (the way the README starts it), started and stopped
-    here; ``args`` are extra ``serve`` options."""
+    here; ``args`` are extra ``serve`` options, ``env`` extra environment (``RECEIVER_CONFIG``
+    for one)."""
 
     database: str
     args: Sequence[str] = ()
     log_path: Path | None = None
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -225,14 +233,14 @@ class ReceiverServe:
         self.port = self.port or free_port()
         env = {key: value for key, value in os.environ.items()
                if not key.startswith("RECEIVER_")}
-        env.update(RECEIVER_DATABASE=self.database, PYTHONUNBUFFERED="1")
+        env.update(RECEIVER_DATABASE=self.database, PYTHONUNBUFFERED="1", **self.env)
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "receiver", "serve", "--port", str(self.port), *self.args],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
             start_new_session=True)
         try:
-            wait_http(self.port, "/-/health", timeout=60)
+            wait_http(self.port, "/-/health", timeout=60, process=self.process)
         except RuntimeError:
             self.stop()
             tail = self.log_path.read_text(errors="replace")[-2000:] if self.log_path else ""
