@@ -72,6 +72,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import sqlite3
 import statistics
 import subprocess
@@ -80,7 +81,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -461,10 +462,11 @@ class ServeServer:
     """``receiver serve`` with its defaults, as ``measure`` sees a server: a name, a port and
     the processes whose CPU counts (its whole tree: the master and its workers)."""
 
-    def __init__(self, name: str, database: Path | str, config: Path, log_path: Path) -> None:
+    def __init__(self, name: str, database: Path | str, config: Path, log_path: Path,
+                 options: Sequence[str] = ()) -> None:
         self.name = name
         self.database = str(database)
-        self.serve = ReceiverServe(self.database, args=["--db", self.database],
+        self.serve = ReceiverServe(self.database, args=["--db", self.database, *options],
                                    log_path=log_path, env={"RECEIVER_CONFIG": str(config)})
         self.model = ""  # what serve said it runs, e.g. "2 sync workers"
 
@@ -642,6 +644,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve-defaults", action="store_true",
                         help="also measure `receiver serve` with its defaults against the bare "
                              "insert app under plain `gunicorn -w 2`")
+    parser.add_argument("--serve-options", default="", metavar="'OPTIONS'",
+                        help="with --serve-defaults: options given to `receiver serve` (to try "
+                             "other defaults, e.g. '--workers 3'; named in the results)")
     parser.add_argument("--no-write", action="store_true",
                         help="print only; do not touch results/ and RESULTS.md")
     args = parser.parse_args(argv)
@@ -730,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
             databases[SERVE_NAME] = (pg.new_database(migrated=False) if args.postgres
                                      else work / "serve.db")
             servers.append(ServeServer(SERVE_NAME, databases[SERVE_NAME], config,
-                                       work / "serve.log"))
+                                       work / "serve.log", shlex.split(args.serve_options)))
         width = max(len(server.name) for server in servers)
         skipped: dict[str, dict[str, str]] = {}  # server -> dialect -> why
         results: list[Measured] = []
@@ -925,7 +930,9 @@ def main(argv: list[str] | None = None) -> int:
                               "stored": stored_extra.get(r.name, {})} for r in revisions]
     if args.serve_defaults:
         report["serve_defaults"] = {
-            "server": SERVE_NAME, "command": "python -m receiver serve --port PORT --db DB",
+            "server": SERVE_NAME,
+            "command": " ".join(["python -m receiver serve --port PORT --db DB",
+                                 args.serve_options]).strip(),
             "environment": "RECEIVER_CONFIG (the same endpoints as the others)",
             "worker_model": serve_model.get("said", ""),
             "worker_class": serve_model.get("worker_class", ""),
