@@ -198,9 +198,9 @@ def roll_up_deliveries(rows: Iterable[Sequence[Any]],
                   int(status_code), 1 if duplicate else 0, signature or "")
         fine[values] = fine.get(values, 0) + 1
     counts: dict[tuple[Any, ...], int] = {}
-    for (moment, *values), number in fine.items():
+    for (moment, *key), number in fine.items():
         for level in levels:
-            full = (level, bucket_key(moment, level), *values)
+            full = (level, bucket_key(moment, level), *key)
             counts[full] = counts.get(full, 0) + number
     return counts
 
