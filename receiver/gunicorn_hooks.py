@@ -80,9 +80,7 @@ class TimedConnection(socket.socket):
         if how == socket.SHUT_WR:
             try:
                 self._done = not super().recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-            except BlockingIOError:  # nothing unread, the client has not closed yet
-                self._done = True
-            except OSError:
+            except OSError:  # nothing unread (EAGAIN: the client has not closed yet), or gone
                 self._done = True
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:

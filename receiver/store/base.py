@@ -92,9 +92,8 @@ def storable_text(value: str | None) -> str | None:
 def storable_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """``values`` with every text passed through ``storable_text`` (bytes and numbers as they
     are): a row about to be written."""
-    return {name: storable_text(value)
-            if isinstance(value, str) and not (value.isascii() and "\x00" not in value)
-            else value for name, value in values.items()}
+    return {name: storable_text(value) if isinstance(value, str) else value
+            for name, value in values.items()}
 
 
 def _storable_fields(filters: Any) -> None:
